@@ -1,0 +1,127 @@
+"""The values that cross the backend boundary, with their JSON form.
+
+Each is a dataclass with ``dataclasses-json``'s ``to_dict``/``from_dict``/``to_json``/
+``from_json``. ``Job.from_json`` reads the coordinator's JSON: ``job_id`` as a string,
+``format`` in lower case (``"openai"`` or ``"anthropic"``).
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
+
+from dataclasses_json import DataClassJsonMixin
+
+__all__ = [
+    "BackendHealth",
+    "BackendModel",
+    "Job",
+    "JobResult",
+    "WireFormat",
+    "DEFAULT_DEADLINE_MS",
+]
+
+#: A job's deadline when the coordinator names none: five minutes.
+DEFAULT_DEADLINE_MS = 300_000
+
+
+class WireFormat(str, enum.Enum):
+    """The request and stream shape a job's client expects."""
+
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+
+
+# The annotations below use typing.Optional, not ``int | None``: dataclasses-json
+# evaluates them at run time, and Python 3.9 cannot evaluate the ``|`` form.
+
+
+@dataclass
+class BackendModel(DataClassJsonMixin):
+    """A model a backend serves now.
+
+    ``context_window`` is the usable window in tokens (prompt plus output) where the
+    server reports one; ``native`` is True for local engines, False for remote ones.
+    """
+
+    model_id: str
+    context_window: Optional[int]
+    native: bool
+
+
+@dataclass
+class BackendHealth(DataClassJsonMixin):
+    """The outcome of one health probe; a failing probe is data, not an exception."""
+
+    reachable: bool
+    latency_ms: Optional[int]
+    last_error: Optional[str]
+
+
+@dataclass
+class Job(DataClassJsonMixin):
+    """One chat request to run: the body is relayed to the backend untouched.
+
+    Raises ``ValueError`` (or ``TypeError``) when a field cannot be a valid job.
+    """
+
+    job_id: uuid.UUID
+    model_id: str
+    request: Dict[str, Any]
+    format: WireFormat = WireFormat.OPENAI
+    deadline_ms: int = DEFAULT_DEADLINE_MS
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.job_id, uuid.UUID):
+            self.job_id = uuid.UUID(str(self.job_id))
+        if not isinstance(self.format, WireFormat):
+            self.format = WireFormat(str(self.format).lower())
+        if not isinstance(self.request, dict):
+            raise TypeError("Job.request must be a JSON object (a dict)")
+        if not isinstance(self.model_id, str):
+            raise TypeError("Job.model_id must be a string")
+        if isinstance(self.deadline_ms, bool) or not isinstance(self.deadline_ms, int):
+            raise TypeError("Job.deadline_ms must be an int")
+        if self.deadline_ms <= 0:
+            raise ValueError("Job.deadline_ms must be positive")
+
+    @classmethod
+    def from_dict(cls, kvs: Any, *, infer_missing: Any = False) -> "Job":
+        """Read a job from its JSON object, checking the types before any
+        conversion (a float deadline or a list body is an error, not coerced)."""
+        if not isinstance(kvs, dict):
+            raise TypeError("a job must be a JSON object")
+        for name, kind in (("model_id", str), ("request", dict), ("deadline_ms", int)):
+            value = kvs.get(name)
+            if name in kvs and (not isinstance(value, kind) or isinstance(value, bool)):
+                raise TypeError(f"Job.{name} must be {kind.__name__}")
+        return super().from_dict(kvs, infer_missing=infer_missing)
+
+    @classmethod
+    def new(
+        cls,
+        model_id: str,
+        request: Dict[str, Any],
+        format: WireFormat = WireFormat.OPENAI,
+        deadline_ms: int = DEFAULT_DEADLINE_MS,
+    ) -> Job:
+        """A job with a fresh random ``job_id``."""
+        return cls(uuid.uuid4(), model_id, request, format, deadline_ms)
+
+
+@dataclass
+class JobResult(DataClassJsonMixin):
+    """What a finished job reports.
+
+    Token counts are advisory: read from the stream's own usage events when it has
+    them, otherwise None. ``duration_ms`` runs from the call to the end of the stream;
+    ``first_byte_ms`` to the first body byte; ``bytes_relayed`` counts the body.
+    """
+
+    input_tokens: Optional[int]
+    output_tokens: Optional[int]
+    duration_ms: int
+    first_byte_ms: Optional[int] = None
+    bytes_relayed: int = 0
