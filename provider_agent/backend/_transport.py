@@ -1,0 +1,286 @@
+"""The HTTP layer every backend shares: one session, watched sockets, one error ladder.
+
+Every network call of the package goes through ``Transport``; every exception that
+``requests``, ``urllib3``, ``http.client`` or the socket layer can raise is translated
+to a ``BackendError`` by ``translate``, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import threading
+from typing import Any, Dict, Mapping, Optional, Tuple, Type
+
+import requests
+import urllib3
+from requests import exceptions as rex
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from .. import __version__
+from ._watch import Watch
+from .errors import (
+    BackendError,
+    BackendTimeoutError,
+    JobCancelledError,
+    ProtocolError,
+    StreamError,
+    TransportError,
+    UnreachableError,
+)
+
+log = logging.getLogger(__name__)
+
+#: Exceptions that mean "the network call failed"; anything else is a bug and
+#: keeps its traceback.
+NETWORK_ERRORS: Tuple[Type[BaseException], ...] = (
+    rex.RequestException,
+    urllib3.exceptions.HTTPError,
+    http.client.HTTPException,
+    OSError,
+)
+
+#: How much one read of a stream asks for; it returns whatever has arrived.
+READ_SIZE = 65536
+
+_current = threading.local()
+
+
+class _WatchedConnection:
+    """Hands the socket to the calling thread's Watch before waiting for headers."""
+
+    sock: Any
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        watch = getattr(_current, "watch", None)
+        if watch is not None:
+            watch.attach(self.sock)
+        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+
+
+class _HTTPConnection(_WatchedConnection, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_WatchedConnection, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+def _watched(manager: Any) -> Any:
+    # SOCKS managers bring their own pool classes; leave those alone (the
+    # deadline then falls back to socket timeouts until the first byte).
+    if type(manager) in (urllib3.PoolManager, urllib3.ProxyManager):
+        manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+    return manager
+
+
+class _Adapter(HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        _watched(self.poolmanager)
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        return _watched(super().proxy_manager_for(proxy, **kwargs))
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception behind ``exc``, following urllib3's wrappers."""
+    seen = {id(exc)}
+    while True:
+        inner: Optional[BaseException] = getattr(exc, "reason", None)
+        if not isinstance(inner, BaseException):
+            first = exc.args[0] if exc.args else None
+            inner = first if isinstance(first, BaseException) else None
+        if inner is None:
+            inner = exc.__cause__ or exc.__context__
+        if inner is None or id(inner) in seen:
+            return exc
+        seen.add(id(inner))
+        exc = inner
+
+
+def _describe(exc: BaseException) -> str:
+    root = _root_cause(exc)
+    if isinstance(root, OSError) and root.strerror:
+        text = root.strerror
+    else:
+        text = str(root) or type(root).__name__
+    # urllib3 prefixes "<connection object at 0x...>: "; keep what follows.
+    if ">: " in text:
+        text = text.rsplit(">: ", 1)[1]
+    return text[:200]
+
+
+def translate(
+    exc: BaseException,
+    backend: str,
+    watch: Optional[Watch] = None,
+    relayed: Optional[int] = None,
+) -> BackendError:
+    """Map a network failure to the package's error tree.
+
+    ``watch`` says whether the failure was our own doing (deadline or cancel);
+    ``relayed`` is the number of stream bytes already handed over, or None before the
+    stream started: a failure after bytes were relayed is a ``StreamError``.
+    """
+    if isinstance(exc, BackendError):
+        return exc
+    if watch is not None and watch.cancelled:
+        return JobCancelledError(backend, "job cancelled")
+    if watch is not None and watch.expired:
+        return BackendTimeoutError(
+            backend, f"deadline passed after {watch.elapsed_ms()} ms"
+        )
+    detail = _describe(exc)
+    # Most specific first: requests' classes, then urllib3's, then the stdlib's.
+    if isinstance(exc, rex.ConnectTimeout):
+        return UnreachableError(backend, f"connect timed out: {detail}")
+    if isinstance(
+        exc,
+        (
+            rex.ReadTimeout,
+            urllib3.exceptions.ReadTimeoutError,
+            TimeoutError,
+        ),
+    ):
+        return BackendTimeoutError(backend, "no data within the read timeout")
+    if isinstance(exc, (rex.ContentDecodingError, urllib3.exceptions.DecodeError)):
+        return ProtocolError(backend, f"undecodable body: {detail}")
+    if isinstance(exc, (rex.SSLError, urllib3.exceptions.SSLError)):
+        return TransportError(backend, f"TLS error: {detail}")
+    if isinstance(exc, rex.ProxyError):
+        return UnreachableError(backend, f"proxy failed: {detail}")
+    if isinstance(exc, rex.ConnectionError) and isinstance(
+        _reason(exc), urllib3.exceptions.NewConnectionError
+    ):
+        return UnreachableError(backend, f"cannot connect: {detail}")
+    if isinstance(exc, (rex.InvalidURL, rex.InvalidSchema, rex.MissingSchema)):
+        return TransportError(backend, f"invalid URL: {detail}")
+    if relayed:
+        return StreamError(
+            backend, f"connection failed after {relayed} bytes: {detail}", relayed
+        )
+    return TransportError(backend, f"connection failed: {detail}")
+
+
+def _reason(exc: BaseException) -> Optional[BaseException]:
+    first = exc.args[0] if exc.args else None
+    reason = getattr(first, "reason", None)
+    return reason if isinstance(reason, BaseException) else None
+
+
+class Transport:
+    """One ``requests.Session`` for one backend, and the reads on its replies.
+
+    Safe to share between threads: the session is configured once and never
+    changed afterwards; each call carries its own Watch.
+    """
+
+    def __init__(
+        self,
+        backend_id: str,
+        base_url: str,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        trust_env: bool,
+        pool_maxsize: int = 10,
+    ) -> None:
+        self.backend_id = backend_id
+        self.base_url = base_url
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        session = requests.Session()
+        session.trust_env = trust_env
+        adapter = _Adapter(pool_connections=1, pool_maxsize=pool_maxsize)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        # identity: the relay hands over the bytes the server wrote, not a
+        # compressed form of them.
+        session.headers.update(
+            {
+                "User-Agent": f"provider-agent/{__version__}",
+                "Accept-Encoding": "identity",
+            }
+        )
+        self.session = session
+
+    def open(
+        self,
+        method: str,
+        path: str,
+        watch: Watch,
+        *,
+        body: Optional[bytes] = None,
+        headers: Optional[Mapping[str, str]] = None,
+        params: Optional[Dict[str, str]] = None,
+        read_timeout: Optional[float] = None,
+    ) -> requests.Response:
+        """Send a request and return once the status line and headers are in."""
+        remaining = watch.remaining()
+        connect = self.connect_timeout
+        read = read_timeout if read_timeout is not None else self.read_timeout
+        if remaining is not None:
+            connect, read = min(connect, remaining), min(read, remaining)
+        url = self.base_url + path
+        log.debug("%s %s %s", self.backend_id, method, path)
+        _current.watch = watch
+        try:
+            response = self.session.request(
+                method,
+                url,
+                data=body,
+                headers=headers,
+                params=params,
+                timeout=(connect, read),
+                stream=True,
+                allow_redirects=False,
+            )
+        except NETWORK_ERRORS as exc:
+            watch.finish()
+            raise translate(exc, self.backend_id, watch) from exc
+        finally:
+            _current.watch = None
+        log.debug(
+            "%s %s %s -> %s in %d ms",
+            self.backend_id,
+            method,
+            path,
+            response.status_code,
+            watch.elapsed_ms(),
+        )
+        return response
+
+    def read_chunk(
+        self, response: requests.Response, watch: Watch, relayed: int
+    ) -> bytes:
+        """Whatever part of the body has arrived (at most one socket read), or
+        b"" at its end."""
+        try:
+            data: bytes = response.raw.read1(READ_SIZE)
+        except NETWORK_ERRORS as exc:
+            raise translate(exc, self.backend_id, watch, relayed) from exc
+        return data
+
+    def read_body(
+        self, response: requests.Response, watch: Watch, limit: int
+    ) -> Tuple[bytes, bool]:
+        """Up to ``limit`` bytes of the body, and whether there was more."""
+        try:
+            data: bytes = response.raw.read(limit + 1)
+        except NETWORK_ERRORS as exc:
+            raise translate(exc, self.backend_id, watch) from exc
+        return data[:limit], len(data) > limit
+
+    def close(self) -> None:
+        self.session.close()
