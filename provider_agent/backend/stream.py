@@ -1,0 +1,169 @@
+"""``JobStream``: a job's upstream bytes, relayed as they are read.
+
+Each ``next()`` makes at most one socket read and returns whatever it got, so a
+caller sees an event as soon as it reaches us, comments and keep-alives included,
+byte for byte. Usage is parsed from the same bytes on the next call, after the
+caller has had them.
+"""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+from typing import Iterator, Optional, Type
+
+import requests
+
+from ._transport import Transport
+from ._watch import Watch
+from .data import Job, JobResult
+from .errors import BackendTimeoutError, JobCancelledError, StreamError
+from .usage import UsageParser
+
+log = logging.getLogger(__name__)
+
+
+class JobStream(Iterator[bytes]):
+    """Iterator over the upstream byte chunks of one job, exactly as received.
+
+    ``result`` holds the ``JobResult`` once the stream has ended cleanly.
+    ``cancel()`` may be called from any thread: the iterating thread then gets
+    ``JobCancelledError`` and the upstream connection is closed. ``close()`` (or
+    leaving a ``with`` block, or dropping the stream) releases the connection early.
+
+    Raises, while iterating: ``BackendTimeoutError`` at the job's deadline,
+    ``JobCancelledError``, and ``StreamError`` for an in-band error event or an
+    upstream that stops before the stream's terminator (after every byte read
+    before it was handed over).
+    """
+
+    def __init__(
+        self,
+        backend_id: str,
+        job: Job,
+        response: requests.Response,
+        watch: Watch,
+        transport: Transport,
+    ) -> None:
+        self.backend_id = backend_id
+        self.job = job
+        self.result: Optional[JobResult] = None
+        self._response: Optional[requests.Response] = response
+        self._watch = watch
+        self._transport = transport
+        self._parser = UsageParser(job.format)
+        self._unparsed = b""
+        self._relayed = 0
+        self._first_byte_ms: Optional[int] = None
+
+    @property
+    def bytes_relayed(self) -> int:
+        return self._relayed
+
+    @property
+    def status(self) -> Optional[int]:
+        """The upstream HTTP status, or None once the stream is released."""
+        return None if self._response is None else self._response.status_code
+
+    def __iter__(self) -> JobStream:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._unparsed:
+            self._parser.feed(self._unparsed)
+            self._unparsed = b""
+        response = self._response
+        if response is None:
+            raise StopIteration
+        try:
+            chunk = self._transport.read_chunk(response, self._watch, self._relayed)
+        except BaseException:
+            self._release(reuse=False)
+            raise
+        if chunk:
+            if self._first_byte_ms is None:
+                self._first_byte_ms = self._watch.elapsed_ms()
+            self._relayed += len(chunk)
+            self._unparsed = chunk
+            return chunk
+        self._finish()
+        raise StopIteration
+
+    def _finish(self) -> None:
+        """The upstream closed its side: decide between a result and an error."""
+        parser = self._parser
+        parser.close()
+        stopped = self._watch.state
+        self._release(reuse=parser.terminated and stopped is None)
+        if parser.error is not None:
+            raise StreamError(
+                self.backend_id, f"in-band error: {parser.error}", self._relayed
+            )
+        if not parser.terminated:
+            if self._watch.cancelled:
+                raise JobCancelledError(self.backend_id, "job cancelled")
+            if self._watch.expired:
+                raise BackendTimeoutError(
+                    self.backend_id,
+                    f"deadline passed after {self._watch.elapsed_ms()} ms",
+                )
+            raise StreamError(
+                self.backend_id,
+                f"upstream closed the stream before its terminator "
+                f"after {self._relayed} bytes",
+                self._relayed,
+            )
+        self.result = JobResult(
+            input_tokens=parser.input_tokens,
+            output_tokens=parser.output_tokens,
+            duration_ms=self._watch.elapsed_ms(),
+            first_byte_ms=self._first_byte_ms,
+            bytes_relayed=self._relayed,
+        )
+        log.debug("%s job %s done: %s", self.backend_id, self.job.job_id, self.result)
+
+    def _release(self, reuse: bool) -> None:
+        response, self._response = self._response, None
+        if response is None:
+            return
+        # Stop watching before the connection can go back to the pool, so that a
+        # late deadline never cuts a socket another job is using.
+        self._watch.finish()
+        if reuse:
+            response.raw.release_conn()
+        else:
+            response.close()
+
+    def cancel(self) -> None:
+        """Stop the job from any thread; the iterating thread gets JobCancelledError."""
+        self._watch.cancel()
+
+    def close(self) -> None:
+        """Release the upstream connection; the stream ends here."""
+        if self._response is not None:
+            self._watch.cancel()
+            self._release(reuse=False)
+
+    def __enter__(self) -> JobStream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - never raise from a finalizer
+            pass
+
+    def __repr__(self) -> str:
+        state = "open" if self._response is not None else "closed"
+        return (
+            f"<JobStream {self.backend_id} job={self.job.job_id} {state} "
+            f"relayed={self._relayed}>"
+        )

@@ -1,0 +1,155 @@
+"""Reading usage, errors and the terminator from a stream, beside the relay.
+
+The relay hands bytes over as they arrive; this parser is fed the same bytes
+afterwards and never holds any back. It cuts the input into complete events itself
+(events may be split across reads, several may share one, lines may end in CRLF or
+CR) and hands each run of complete events to sseclient-py for the field parsing.
+
+OpenAI streams end with ``data: [DONE]``; usage is the ``usage`` object of the final
+chunk (``prompt_tokens``, ``completion_tokens``). Anthropic streams end with a
+``message_stop`` event; input tokens come from ``message_start`` and output tokens
+(sometimes input too) from ``message_delta``: the larger value wins, because some
+servers send an estimate first and some (llama.cpp) send no ``message_start`` at all.
+An ``error`` object in a data event, or an ``error`` event, is an in-band error.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+from sseclient import SSEClient
+
+from .data import WireFormat
+
+#: An unfinished event larger than this is dropped rather than buffered further:
+#: usage is advisory, memory is not.
+MAX_PENDING = 1 << 20
+
+
+_MARKERS = {
+    WireFormat.OPENAI: (b"usage", b"error", b"[DONE]"),
+    WireFormat.ANTHROPIC: (b"message_", b"error"),
+}
+
+
+def _as_int(value: Any) -> Optional[int]:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
+def _larger(old: Optional[int], new: Optional[int]) -> Optional[int]:
+    if new is None:
+        return old
+    return new if old is None else max(old, new)
+
+
+def describe_error(error: Any) -> str:
+    """A one-line description of an error object of any of the backends' shapes."""
+    if isinstance(error, dict):
+        message = error.get("message") or error.get("error") or error.get("detail")
+        if isinstance(message, (dict, list)):
+            return describe_error(message)
+        kind = error.get("type") or error.get("code")
+        text = str(message) if message else json.dumps(error)[:200]
+        return f"{kind}: {text}" if kind and str(kind) not in text else text
+    return str(error)[:500]
+
+
+class UsageParser:
+    """Follows one stream: its usage, its in-band error, whether it terminated."""
+
+    def __init__(self, wire_format: WireFormat) -> None:
+        self.wire_format = wire_format
+        self.input_tokens: Optional[int] = None
+        self.output_tokens: Optional[int] = None
+        self.error: Optional[str] = None
+        self.terminated = False
+        self._pending = b""
+        self._held_cr = False
+
+    def feed(self, chunk: bytes) -> None:
+        """Take the next bytes of the stream."""
+        if self._held_cr:
+            chunk = b"\r" + chunk
+            self._held_cr = False
+        if chunk.endswith(b"\r"):
+            # It may be the first half of a CRLF split across reads.
+            chunk, self._held_cr = chunk[:-1], True
+        chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        start = max(len(self._pending) - 1, 0)
+        self._pending += chunk
+        end = self._pending.rfind(b"\n\n", start)
+        if end >= 0:
+            complete, self._pending = self._pending[: end + 2], self._pending[end + 2 :]
+            self._parse(complete)
+        elif len(self._pending) > MAX_PENDING:
+            self._pending = b""
+
+    def close(self) -> None:
+        """The stream ended: parse what is left, even without a final blank line."""
+        rest = self._pending + (b"\n" if self._held_cr else b"")
+        self._pending, self._held_cr = b"", False
+        if rest.strip():
+            self._parse(rest + b"\n\n")
+
+    def _parse(self, block: bytes) -> None:
+        # Most events carry only text. Every event this parser acts on holds one
+        # of these markers, so the others skip the parse (and the relay's time).
+        if not any(marker in block for marker in _MARKERS[self.wire_format]):
+            return
+        # sseclient-py decodes strictly; a stray invalid byte must not hide usage.
+        clean = block.decode("utf-8", "replace").encode("utf-8")
+        for event in SSEClient(iter([clean])).events():
+            self._on_event(event.event, event.data)
+
+    def _on_event(self, name: str, data: str) -> None:
+        if data.strip() == "[DONE]":
+            if self.wire_format is WireFormat.OPENAI:
+                self.terminated = True
+            return  # vLLM's Anthropic route also appends one: not a terminator there
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            return
+        if not isinstance(payload, dict):
+            return
+        if self.wire_format is WireFormat.OPENAI:
+            self._on_openai(payload)
+        else:
+            self._on_anthropic(name, payload)
+
+    def _on_openai(self, payload: dict) -> None:  # type: ignore[type-arg]
+        if payload.get("error") or payload.get("object") == "error":
+            self.error = describe_error(payload.get("error") or payload)
+        usage = payload.get("usage")
+        if isinstance(usage, dict):
+            prompt = _as_int(usage.get("prompt_tokens"))
+            completion = _as_int(usage.get("completion_tokens"))
+            if prompt is not None:
+                self.input_tokens = prompt
+            if completion is not None:
+                self.output_tokens = completion
+
+    def _on_anthropic(self, name: str, payload: dict) -> None:  # type: ignore[type-arg]
+        kind = payload.get("type", name)
+        if name == "error" or kind == "error":
+            self.error = describe_error(payload.get("error") or payload)
+        elif kind == "message_start":
+            message = payload.get("message")
+            usage = message.get("usage") if isinstance(message, dict) else None
+            self._anthropic_usage(usage)
+        elif kind == "message_delta":
+            self._anthropic_usage(payload.get("usage"))
+        elif kind == "message_stop":
+            self.terminated = True
+
+    def _anthropic_usage(self, usage: Any) -> None:
+        if isinstance(usage, dict):
+            self.input_tokens = _larger(
+                self.input_tokens, _as_int(usage.get("input_tokens"))
+            )
+            self.output_tokens = _larger(
+                self.output_tokens, _as_int(usage.get("output_tokens"))
+            )
