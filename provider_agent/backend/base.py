@@ -1,0 +1,412 @@
+"""``Backend``: the shared base every adapter builds on.
+
+An adapter states its facts as class attributes (``kind``, default URL, health and
+model-listing paths, chat and messages routes, wire formats, whether it needs a key)
+and overrides a hook only where its protocol really differs: ``_probe_error`` for what
+a healthy probe reply looks like, ``_parse_models`` for where the context window
+lives, ``_is_model_not_found`` for how it says "no such model". The HTTP, deadlines,
+error mapping and streaming live here and in the modules this one uses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from types import TracebackType
+from typing import Any, ClassVar, Dict, FrozenSet, List, Mapping, Optional, Tuple, Type
+from urllib.parse import urlsplit
+
+import requests
+
+from ._replies import error_message, load_json
+from ._transport import Transport
+from ._watch import Watch
+from .data import BackendHealth, BackendModel, Job, JobResult, WireFormat
+from .errors import (
+    BackendError,
+    BadStatusError,
+    MissingApiKeyError,
+    ModelNotFoundError,
+    ProtocolError,
+    UnsupportedWireFormatError,
+)
+from .sink import SinkLike, as_sink
+from .stream import JobStream
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONNECT_TIMEOUT = 3.05
+DEFAULT_HEALTH_TIMEOUT = 5.0
+DEFAULT_REQUEST_TIMEOUT = 30.0
+#: The longest silence tolerated inside a stream (prefill on a busy CPU engine can
+#: take minutes and vLLM sends nothing meanwhile); the job's deadline still applies.
+DEFAULT_STREAM_READ_TIMEOUT = 600.0
+HEALTH_BODY_LIMIT = 64 * 1024
+LISTING_BODY_LIMIT = 32 * 1024 * 1024
+ERROR_BODY_LIMIT = 4096
+BOTH_FORMATS: FrozenSet[WireFormat] = frozenset(WireFormat)
+
+
+class _Secret:
+    """An API key that never shows itself in a repr, str or traceback."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "<redacted>"
+
+    __str__ = __repr__
+
+
+def _normalise_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    if parts.username or parts.password:
+        raise ValueError("put credentials in api_key, not in the URL")
+    return url.rstrip("/")
+
+
+class Backend:
+    """One inference server, local or remote, behind the common API.
+
+    Each instance owns one ``requests.Session``; its methods may be called from
+    several threads at once (the session is configured once and never changed).
+    Call ``close()``, or use the backend as a context manager, to release it.
+    """
+
+    kind: ClassVar[str]
+    default_url: ClassVar[str]
+    native: ClassVar[bool] = True
+    needs_key: ClassVar[bool] = False
+    key_env_var: ClassVar[Optional[str]] = None
+    wire_formats: ClassVar[FrozenSet[WireFormat]] = BOTH_FORMATS
+    health_path: ClassVar[str]
+    models_path: ClassVar[str] = "/v1/models"
+    chat_path: ClassVar[str] = "/v1/chat/completions"
+    messages_path: ClassVar[Optional[str]] = "/v1/messages"
+    #: Whether an Anthropic job also sends the key as ``x-api-key``.
+    anthropic_key_header: ClassVar[bool] = True
+    #: Phrases (lower case) with which a 400 says the model does not exist.
+    model_not_found_phrases: ClassVar[Tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        url: Optional[str] = None,
+        api_key: Optional[str] = None,
+        *,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        health_timeout: float = DEFAULT_HEALTH_TIMEOUT,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        stream_read_timeout: float = DEFAULT_STREAM_READ_TIMEOUT,
+        headers: Optional[Mapping[str, str]] = None,
+    ) -> None:
+        self.url = _normalise_url(url or self.default_url)
+        self._key = _Secret(api_key) if api_key else None
+        if self.needs_key and self._key is None:
+            raise MissingApiKeyError(self.kind, "an API key is required")
+        self.health_timeout = health_timeout
+        self.request_timeout = request_timeout
+        self.stream_read_timeout = stream_read_timeout
+        self._extra_headers = dict(headers or {})
+        self._transport = Transport(
+            self.id,
+            self.url,
+            connect_timeout=connect_timeout,
+            read_timeout=request_timeout,
+            # Local engines are reached directly: proxy variables and .netrc
+            # must not reroute or add credentials to loopback traffic.
+            trust_env=not self.native,
+        )
+
+    # -- identity -------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        """``"<kind>:<base url>"`` for a local engine, ``"<kind>"`` for a remote API."""
+        return f"{self.kind}:{self.url}" if self.native else self.kind
+
+    @property
+    def has_api_key(self) -> bool:
+        return self._key is not None
+
+    def __repr__(self) -> str:
+        key = ", api_key=<redacted>" if self._key is not None else ""
+        return f"{type(self).__name__}(url={self.url!r}{key})"
+
+    # -- the five operations --------------------------------------------------
+
+    def health(self) -> BackendHealth:
+        """Probe the backend cheaply (never a completion). Never raises for network
+        trouble: an unreachable backend is ``reachable=False`` with ``last_error``."""
+        watch = Watch(self.health_timeout)
+        try:
+            response = self._transport.open(
+                "GET", self.health_path, watch, headers=self._headers()
+            )
+            try:
+                body, _ = self._transport.read_body(response, watch, HEALTH_BODY_LIMIT)
+            finally:
+                watch.finish()
+                response.close()
+        except BackendError as exc:
+            return BackendHealth(False, None, exc.message)
+        latency = watch.elapsed_ms()
+        problem = self._probe_error(response.status_code, body)
+        if problem is not None:
+            log.debug("%s unhealthy: %s", self.id, problem)
+        return BackendHealth(problem is None, latency, self._redact(problem))
+
+    def list_models(self) -> List[BackendModel]:
+        """The models served now, with their context window where the server says.
+
+        Raises a ``BackendError`` when the listing cannot be had.
+        """
+        return self._parse_models(self._get_json(self.models_path))
+
+    def execute(self, job: Job) -> JobStream:
+        """Send ``job`` and return its stream once the upstream has answered.
+
+        The request body is relayed untouched except: ``stream`` forced on,
+        ``model`` filled from the job when absent and, in the OpenAI format,
+        ``stream_options.include_usage`` added when the caller set no
+        ``stream_options``. Raises ``UnsupportedWireFormatError`` (before any
+        network I/O) when the backend does not speak the job's format, and the
+        errors of a failed request (``BadStatusError``, ``ModelNotFoundError``,
+        ``UnreachableError``, ``BackendTimeoutError``, ...).
+        """
+        path = self._route(job.format)
+        body = json.dumps(self._prepare(job), ensure_ascii=False).encode("utf-8")
+        headers = self._headers(job.format)
+        headers.update(
+            {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        )
+        watch = Watch(job.deadline_ms / 1000)
+        response = self._transport.open(
+            "POST",
+            path,
+            watch,
+            body=body,
+            headers=headers,
+            read_timeout=self.stream_read_timeout,
+        )
+        try:
+            self._check_stream_reply(response, watch, job)
+        except BaseException:
+            watch.finish()
+            response.close()
+            raise
+        return JobStream(self.id, job, response, watch, self._transport)
+
+    def run(self, job: Job, sink: SinkLike) -> JobResult:
+        """Run ``job``, pushing each chunk into ``sink`` as it is read.
+
+        ``sink`` is a ``JobSink`` or a plain callable taking bytes. A sink that
+        raises aborts the stream (the connection is closed) and its exception
+        propagates unchanged.
+        """
+        send = as_sink(sink).send_chunk
+        with self.execute(job) as stream:
+            for chunk in stream:
+                send(chunk)
+        assert stream.result is not None  # set whenever iteration ends cleanly
+        return stream.result
+
+    def close(self) -> None:
+        """Release the backend's connections."""
+        self._transport.close()
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    # -- hooks ----------------------------------------------------------------
+
+    def _probe_error(self, status: int, body: bytes) -> Optional[str]:
+        """None when a probe reply means healthy, else a short reason."""
+        if 200 <= status < 300:
+            return None
+        return self._status_problem(status, body)
+
+    def _parse_models(self, payload: Any) -> List[BackendModel]:
+        raise NotImplementedError
+
+    def _is_model_not_found(self, status: int, message: str) -> bool:
+        if status == 404:
+            return True
+        text = message.lower()
+        return status == 400 and any(p in text for p in self.model_not_found_phrases)
+
+    # -- shared machinery -----------------------------------------------------
+
+    def _route(self, wire_format: WireFormat) -> str:
+        path = (
+            self.messages_path
+            if wire_format is WireFormat.ANTHROPIC
+            else self.chat_path
+        )
+        if wire_format not in self.wire_formats or path is None:
+            raise UnsupportedWireFormatError(
+                self.id,
+                f"does not speak the {wire_format.value} wire format natively "
+                "(jobs are never transcoded)",
+            )
+        return path
+
+    def _prepare(self, job: Job) -> Dict[str, Any]:
+        request = dict(job.request)
+        request["stream"] = True
+        if "model" not in request:
+            request["model"] = job.model_id
+        if job.format is WireFormat.OPENAI and "stream_options" not in request:
+            request["stream_options"] = {"include_usage": True}
+        return request
+
+    def _headers(self, wire_format: Optional[WireFormat] = None) -> Dict[str, str]:
+        headers = dict(self._extra_headers)
+        if self._key is not None:
+            headers["Authorization"] = f"Bearer {self._key.reveal()}"
+            if wire_format is WireFormat.ANTHROPIC and self.anthropic_key_header:
+                headers["x-api-key"] = self._key.reveal()
+        if wire_format is WireFormat.ANTHROPIC:
+            headers.setdefault("anthropic-version", "2023-06-01")
+        return headers
+
+    def _redact(self, text: Optional[str]) -> Optional[str]:
+        if text and self._key is not None and self._key.reveal() in text:
+            return text.replace(self._key.reveal(), "<redacted>")
+        return text
+
+    def _request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Optional[Dict[str, Any]] = None,
+        params: Optional[Dict[str, str]] = None,
+    ) -> Any:
+        """A JSON reply from the backend; BackendError when it cannot be had."""
+        watch = Watch(self.request_timeout)
+        headers = self._headers()
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        response = self._transport.open(
+            method, path, watch, body=data, headers=headers, params=params
+        )
+        try:
+            self._raise_for_status(response, watch)
+            raw, truncated = self._transport.read_body(
+                response, watch, LISTING_BODY_LIMIT
+            )
+        finally:
+            watch.finish()
+            response.close()
+        return load_json(self.id, raw, truncated, f"the reply to {method} {path}")
+
+    def _get_json(self, path: str, params: Optional[Dict[str, str]] = None) -> Any:
+        return self._request_json("GET", path, params=params)
+
+    def _check_stream_reply(
+        self, response: requests.Response, watch: Watch, job: Job
+    ) -> None:
+        self._raise_for_status(response, watch, job)
+        content_type = response.headers.get("Content-Type", "")
+        media = content_type.split(";", 1)[0].strip().lower()
+        if media and media != "text/event-stream":
+            body, _ = self._transport.read_body(response, watch, ERROR_BODY_LIMIT)
+            text = self._redact(body.decode("utf-8", "replace")) or ""
+            raise ProtocolError(
+                self.id,
+                f"expected an event stream, got {media}: "
+                f"{self._redact(error_message(body, content_type))}",
+                text,
+            )
+
+    def _raise_for_status(
+        self, response: requests.Response, watch: Watch, job: Optional[Job] = None
+    ) -> None:
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        body, _ = self._transport.read_body(response, watch, ERROR_BODY_LIMIT)
+        text = self._redact(body.decode("utf-8", "replace")) or ""
+        message = self._redact(self._status_problem(status, body, response)) or ""
+        if job is not None and self._is_model_not_found(status, message):
+            raise ModelNotFoundError(
+                self.id,
+                job.model_id,
+                status,
+                text,
+                f"model {job.model_id!r} not found: {message}",
+            )
+        raise BadStatusError(self.id, status, text, message)
+
+    def _status_problem(
+        self,
+        status: int,
+        body: bytes,
+        response: Optional[requests.Response] = None,
+    ) -> str:
+        """One line for a reply that is not a success."""
+        content_type = response.headers.get("Content-Type", "") if response else ""
+        detail = error_message(body, content_type)
+        if 300 <= status < 400:
+            location = response.headers.get("Location", "") if response else ""
+            target = urlsplit(location)
+            where = (
+                f"{target.scheme}://{target.netloc}{target.path}" if location else "?"
+            )
+            return f"HTTP {status}: redirect to {where} not followed"
+        if status in (401, 403):
+            hint = (
+                "API key rejected" if self._key is not None else "an API key is needed"
+            )
+            return f"HTTP {status}: {hint}: {detail}"
+        return f"HTTP {status}: {detail}"
+
+
+class RemoteBackend(Backend):
+    """A hosted API reached with the operator's own key (``native`` is False)."""
+
+    native = False
+    needs_key = True
+
+    def __init__(
+        self, api_key: str, base_url: Optional[str] = None, **options: Any
+    ) -> None:
+        if not isinstance(api_key, str) or not api_key.strip():
+            raise MissingApiKeyError(self.kind, "an API key is required")
+        super().__init__(base_url, api_key.strip(), **options)
+
+    @classmethod
+    def from_env(cls, env_var: Optional[str] = None, **options: Any) -> RemoteBackend:
+        """Build with the key in ``env_var`` (default: the kind's usual variable).
+
+        Raises ``MissingApiKeyError`` when the variable is unset or blank.
+        """
+        name = env_var or cls.key_env_var
+        value = os.environ.get(name or "", "").strip()
+        if not value:
+            raise MissingApiKeyError(
+                cls.kind, f"environment variable {name} is unset or blank"
+            )
+        return cls(value, **options)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(api_key=<redacted>, base_url={self.url!r})"

@@ -1,0 +1,44 @@
+"""OpenRouter (``https://openrouter.ai/api/v1``), with the operator's own key.
+
+Endpoints: ``GET /key`` as the probe (it proves the key works), ``GET /models``
+(context window in ``data[].context_length``; embedding models are not listed by
+default), ``POST /chat/completions`` and ``POST /messages``. The key goes in
+``Authorization: Bearer``. An unknown model is a 400 "... is not a valid model ID".
+"""
+
+from __future__ import annotations
+
+from typing import Any, List
+
+from ._replies import as_int, dict_items
+from .base import RemoteBackend
+from .data import BackendModel
+
+
+class OpenRouterBackend(RemoteBackend):
+    kind = "openrouter"
+    default_url = "https://openrouter.ai/api/v1"
+    key_env_var = "OPENROUTER_API_KEY"
+    health_path = "/key"
+    models_path = "/models"
+    chat_path = "/chat/completions"
+    messages_path = "/messages"
+    anthropic_key_header = False  # documented as Bearer only
+    model_not_found_phrases = (
+        "not a valid model",
+        "model not found",
+        "no endpoints found",
+    )
+
+    def _parse_models(self, payload: Any) -> List[BackendModel]:
+        cards = dict_items(self.id, payload, "data", "the model listing")
+        models = []
+        for card in cards:
+            model_id = card.get("id")
+            if not isinstance(model_id, str):
+                continue
+            window = as_int(card.get("context_length"))
+            if window is None and isinstance(card.get("top_provider"), dict):
+                window = as_int(card["top_provider"].get("context_length"))
+            models.append(BackendModel(model_id, window, False))
+        return models
