@@ -179,6 +179,10 @@ def _reason(exc: BaseException) -> Optional[BaseException]:
     return reason if isinstance(reason, BaseException) else None
 
 
+def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    return request
+
+
 class Transport:
     """One ``requests.Session`` for one backend, and the reads on its replies.
 
@@ -202,6 +206,9 @@ class Transport:
         self.read_timeout = read_timeout
         session = requests.Session()
         session.trust_env = trust_env
+        # With trust_env, requests would fill Authorization from ~/.netrc, over
+        # the backend's own key; a no-op auth keeps the key the only credential.
+        session.auth = _no_auth
         adapter = _Adapter(pool_connections=1, pool_maxsize=pool_maxsize)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
