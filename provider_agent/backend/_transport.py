@@ -20,6 +20,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from .. import __version__
+from ._secret import E, Secret, scrub
 from ._watch import Watch
 from .errors import (
     BackendError,
@@ -148,13 +149,21 @@ def translate(
     if isinstance(
         exc,
         (
+            rex.Timeout,
             rex.ReadTimeout,
             urllib3.exceptions.ReadTimeoutError,
             TimeoutError,
         ),
     ):
         return BackendTimeoutError(backend, "no data within the read timeout")
-    if isinstance(exc, (rex.ContentDecodingError, urllib3.exceptions.DecodeError)):
+    if isinstance(
+        exc,
+        (
+            rex.ContentDecodingError,
+            rex.JSONDecodeError,
+            urllib3.exceptions.DecodeError,
+        ),
+    ):
         return ProtocolError(backend, f"undecodable body: {detail}")
     if isinstance(exc, (rex.SSLError, urllib3.exceptions.SSLError)):
         return TransportError(backend, f"TLS error: {detail}")
@@ -198,9 +207,11 @@ class Transport:
         connect_timeout: float,
         read_timeout: float,
         trust_env: bool,
+        secret: Optional[Secret] = None,
         pool_maxsize: int = 10,
     ) -> None:
         self.backend_id = backend_id
+        self._secret = secret
         self.base_url = base_url
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -255,7 +266,7 @@ class Transport:
             )
         except NETWORK_ERRORS as exc:
             watch.finish()
-            raise translate(exc, self.backend_id, watch) from exc
+            raise self.scrub(translate(exc, self.backend_id, watch)) from exc
         finally:
             _current.watch = None
         log.debug(
@@ -276,7 +287,7 @@ class Transport:
         try:
             data: bytes = response.raw.read1(READ_SIZE)
         except NETWORK_ERRORS as exc:
-            raise translate(exc, self.backend_id, watch, relayed) from exc
+            raise self.scrub(translate(exc, self.backend_id, watch, relayed)) from exc
         return data
 
     def read_body(
@@ -286,8 +297,12 @@ class Transport:
         try:
             data: bytes = response.raw.read(limit + 1)
         except NETWORK_ERRORS as exc:
-            raise translate(exc, self.backend_id, watch) from exc
+            raise self.scrub(translate(exc, self.backend_id, watch)) from exc
         return data[:limit], len(data) > limit
+
+    def scrub(self, error: E) -> E:
+        """The error with this backend's key redacted from all it says."""
+        return scrub(error, self._secret)
 
     def close(self) -> None:
         self.session.close()

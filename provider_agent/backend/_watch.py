@@ -35,7 +35,11 @@ class Watch:
 
     @property
     def expired(self) -> bool:
-        return self.state == EXPIRED
+        """The deadline has passed, whether or not the timer has fired yet (a
+        socket timeout cut to the deadline may wake the caller first)."""
+        if self.state is not None:
+            return self.state == EXPIRED
+        return self.deadline is not None and time.monotonic() >= self.deadline - 0.002
 
     @property
     def cancelled(self) -> bool:

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import requests
 
 from ._replies import error_message, load_json
+from ._secret import Secret, redact
 from ._transport import Transport
 from ._watch import Watch
 from .data import BackendHealth, BackendModel, Job, JobResult, WireFormat
@@ -46,23 +47,6 @@ HEALTH_BODY_LIMIT = 64 * 1024
 LISTING_BODY_LIMIT = 32 * 1024 * 1024
 ERROR_BODY_LIMIT = 4096
 BOTH_FORMATS: FrozenSet[WireFormat] = frozenset(WireFormat)
-
-
-class _Secret:
-    """An API key that never shows itself in a repr, str or traceback."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "<redacted>"
-
-    __str__ = __repr__
 
 
 def _normalise_url(url: str) -> str:
@@ -109,7 +93,7 @@ class Backend:
         headers: Optional[Mapping[str, str]] = None,
     ) -> None:
         self.url = _normalise_url(url or self.default_url)
-        self._key = _Secret(api_key) if api_key else None
+        self._key = Secret(api_key) if api_key else None
         if self.needs_key and self._key is None:
             raise MissingApiKeyError(self.kind, "an API key is required")
         self.health_timeout = health_timeout
@@ -124,6 +108,7 @@ class Backend:
             # Local engines are reached directly: proxy variables and .netrc
             # must not reroute or add credentials to loopback traffic.
             trust_env=not self.native,
+            secret=self._key,
         )
 
     # -- identity -------------------------------------------------------------
@@ -287,9 +272,7 @@ class Backend:
         return headers
 
     def _redact(self, text: Optional[str]) -> Optional[str]:
-        if text and self._key is not None and self._key.reveal() in text:
-            return text.replace(self._key.reveal(), "<redacted>")
-        return text
+        return redact(text, self._key)
 
     def _request_json(
         self,
@@ -317,7 +300,10 @@ class Backend:
         finally:
             watch.finish()
             response.close()
-        return load_json(self.id, raw, truncated, f"the reply to {method} {path}")
+        try:
+            return load_json(self.id, raw, truncated, f"the reply to {method} {path}")
+        except ProtocolError as exc:
+            raise self._transport.scrub(exc) from None
 
     def _get_json(self, path: str, params: Optional[Dict[str, str]] = None) -> Any:
         return self._request_json("GET", path, params=params)
@@ -330,13 +316,13 @@ class Backend:
         media = content_type.split(";", 1)[0].strip().lower()
         if media and media != "text/event-stream":
             body, _ = self._transport.read_body(response, watch, ERROR_BODY_LIMIT)
-            text = self._redact(body.decode("utf-8", "replace")) or ""
-            raise ProtocolError(
+            error = ProtocolError(
                 self.id,
                 f"expected an event stream, got {media}: "
-                f"{self._redact(error_message(body, content_type))}",
-                text,
+                f"{error_message(body, content_type)}",
+                body.decode("utf-8", "replace"),
             )
+            raise self._transport.scrub(error)
 
     def _raise_for_status(
         self, response: requests.Response, watch: Watch, job: Optional[Job] = None
@@ -345,17 +331,20 @@ class Backend:
         if 200 <= status < 300:
             return
         body, _ = self._transport.read_body(response, watch, ERROR_BODY_LIMIT)
-        text = self._redact(body.decode("utf-8", "replace")) or ""
-        message = self._redact(self._status_problem(status, body, response)) or ""
+        text = body.decode("utf-8", "replace")
+        message = self._status_problem(status, body, response)
+        error: BadStatusError
         if job is not None and self._is_model_not_found(status, message):
-            raise ModelNotFoundError(
+            error = ModelNotFoundError(
                 self.id,
                 job.model_id,
                 status,
                 text,
                 f"model {job.model_id!r} not found: {message}",
             )
-        raise BadStatusError(self.id, status, text, message)
+        else:
+            error = BadStatusError(self.id, status, text, message)
+        raise self._transport.scrub(error)
 
     def _status_problem(
         self,

@@ -88,7 +88,7 @@ class Job(DataClassJsonMixin):
             raise ValueError("Job.deadline_ms must be positive")
 
     @classmethod
-    def from_dict(cls, kvs: Any, *, infer_missing: Any = False) -> "Job":
+    def from_dict(cls, kvs: Any, *, infer_missing: Any = False) -> Job:
         """Read a job from its JSON object, checking the types before any
         conversion (a float deadline or a list body is an error, not coerced)."""
         if not isinstance(kvs, dict):

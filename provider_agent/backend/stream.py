@@ -17,7 +17,12 @@ import requests
 from ._transport import Transport
 from ._watch import Watch
 from .data import Job, JobResult
-from .errors import BackendTimeoutError, JobCancelledError, StreamError
+from .errors import (
+    BackendError,
+    BackendTimeoutError,
+    JobCancelledError,
+    StreamError,
+)
 from .usage import UsageParser
 
 log = logging.getLogger(__name__)
@@ -95,24 +100,9 @@ class JobStream(Iterator[bytes]):
         parser.close()
         stopped = self._watch.state
         self._release(reuse=parser.terminated and stopped is None)
-        if parser.error is not None:
-            raise StreamError(
-                self.backend_id, f"in-band error: {parser.error}", self._relayed
-            )
-        if not parser.terminated:
-            if self._watch.cancelled:
-                raise JobCancelledError(self.backend_id, "job cancelled")
-            if self._watch.expired:
-                raise BackendTimeoutError(
-                    self.backend_id,
-                    f"deadline passed after {self._watch.elapsed_ms()} ms",
-                )
-            raise StreamError(
-                self.backend_id,
-                f"upstream closed the stream before its terminator "
-                f"after {self._relayed} bytes",
-                self._relayed,
-            )
+        error = self._failure()
+        if error is not None:
+            raise self._transport.scrub(error)
         self.result = JobResult(
             input_tokens=parser.input_tokens,
             output_tokens=parser.output_tokens,
@@ -121,6 +111,27 @@ class JobStream(Iterator[bytes]):
             bytes_relayed=self._relayed,
         )
         log.debug("%s job %s done: %s", self.backend_id, self.job.job_id, self.result)
+
+    def _failure(self) -> Optional[BackendError]:
+        """Why a stream that has ended did not succeed, or None."""
+        if self._parser.error is not None:
+            return StreamError(
+                self.backend_id, f"in-band error: {self._parser.error}", self._relayed
+            )
+        if self._parser.terminated:
+            return None
+        if self._watch.cancelled:
+            return JobCancelledError(self.backend_id, "job cancelled")
+        if self._watch.expired:
+            return BackendTimeoutError(
+                self.backend_id, f"deadline passed after {self._watch.elapsed_ms()} ms"
+            )
+        return StreamError(
+            self.backend_id,
+            f"upstream closed the stream before its terminator "
+            f"after {self._relayed} bytes",
+            self._relayed,
+        )
 
     def _release(self, reuse: bool) -> None:
         response, self._response = self._response, None
