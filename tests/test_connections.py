@@ -1,0 +1,114 @@
+"""Each backend keeps one session: many jobs leave the open socket count flat."""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+import time
+import warnings
+
+from provider_agent.backend import Job, LlamaCppBackend
+
+from .server import ScriptedServer
+
+EVENTS = [
+    b'data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n',
+    b'data: {"choices":[],"usage":{"prompt_tokens":2,"completion_tokens":1}}\n\n',
+    b"data: [DONE]\n\n",
+]
+
+
+def _tcp_local_ports() -> dict:
+    """inode -> local port of every TCP socket on the machine (Linux /proc)."""
+    ports = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            ports[fields[9]] = int(fields[1].rsplit(":", 1)[1], 16)
+    return ports
+
+
+def client_sockets(server_port: int) -> int:
+    """Sockets this process holds open, other than the test server's own."""
+    ports = _tcp_local_ports()
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # closed while listing
+        if target.startswith("socket:["):
+            if ports.get(target[8:-1]) != server_port:
+                count += 1
+    return count
+
+
+def settles(condition, seconds: float = 5.0) -> bool:
+    """Whether ``condition`` holds within ``seconds`` (the server's threads end
+    once they notice the client has gone)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def job() -> Job:
+    return Job.new("tiny", {"messages": [{"role": "user", "content": "Hi"}]})
+
+
+def test_a_thousand_jobs_leave_the_socket_count_flat(server: ScriptedServer) -> None:
+    server.stream("POST", "/v1/chat/completions", EVENTS)
+    backend = LlamaCppBackend(server.url)
+    backend.run(job(), lambda chunk: None)
+    before = client_sockets(server.port)
+    results = [backend.run(job(), lambda chunk: None) for _ in range(1000)]
+    after = client_sockets(server.port)
+    assert all(r.output_tokens == 1 for r in results)
+    assert after <= before + 2, (before, after)
+    # The session reuses its connection instead of opening one per job.
+    assert server.connections <= 3
+    backend.close()
+
+
+def test_leaving_the_loop_early_does_not_leak(server: ScriptedServer) -> None:
+    server.stream("POST", "/v1/chat/completions", [EVENTS[0], 0.5] + EVENTS[1:])
+    backend = LlamaCppBackend(server.url)
+    before = client_sockets(server.port)
+    threads = threading.active_count()
+    kept = []
+    for _ in range(50):
+        with backend.execute(job()) as stream:
+            for _chunk in stream:
+                break
+        kept.append(stream)  # still referenced, yet its connection is closed
+    assert client_sockets(server.port) <= before + 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(50):
+            for _chunk in backend.execute(job()):
+                break  # dropped without close(): the stream closes itself
+        gc.collect()
+    assert client_sockets(server.port) <= before + 2
+    # Closed by the stream, not left for the socket's finaliser to find, and no
+    # deadline timer left waiting for a stream nobody reads.
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+    assert settles(lambda: threading.active_count() <= threads + 2)
+    backend.close()
+
+
+def test_the_pool_is_reused_after_an_early_exit(server: ScriptedServer) -> None:
+    server.stream("POST", "/v1/chat/completions", EVENTS)
+    backend = LlamaCppBackend(server.url)
+    with backend.execute(job()) as stream:
+        next(stream)
+    result = backend.run(job(), lambda chunk: None)
+    assert result.input_tokens == 2
+    backend.close()
