@@ -80,6 +80,12 @@ class JobStream(Iterator[bytes]):
         response = self._response
         if response is None:
             raise StopIteration
+        stopped = self._stopped()
+        if stopped is not None:
+            # Bytes may already sit in our buffers; after cancel() or the
+            # deadline, none of them is handed over.
+            self._release(reuse=False)
+            raise stopped
         try:
             chunk = self._transport.read_chunk(response, self._watch, self._relayed)
         except BaseException:
@@ -120,18 +126,22 @@ class JobStream(Iterator[bytes]):
             )
         if self._parser.terminated:
             return None
+        return self._stopped() or StreamError(
+            self.backend_id,
+            f"upstream closed the stream before its terminator "
+            f"after {self._relayed} bytes",
+            self._relayed,
+        )
+
+    def _stopped(self) -> Optional[BackendError]:
+        """The error for a job cancelled or past its deadline, else None."""
         if self._watch.cancelled:
             return JobCancelledError(self.backend_id, "job cancelled")
         if self._watch.expired:
             return BackendTimeoutError(
                 self.backend_id, f"deadline passed after {self._watch.elapsed_ms()} ms"
             )
-        return StreamError(
-            self.backend_id,
-            f"upstream closed the stream before its terminator "
-            f"after {self._relayed} bytes",
-            self._relayed,
-        )
+        return None
 
     def _release(self, reuse: bool) -> None:
         response, self._response = self._response, None
