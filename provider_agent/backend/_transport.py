@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import logging
+import socket
 import threading
 from typing import Any, Dict, Mapping, Optional, Tuple, Type
 
@@ -152,6 +153,7 @@ def translate(
             rex.Timeout,
             rex.ReadTimeout,
             urllib3.exceptions.ReadTimeoutError,
+            socket.timeout,  # not yet an alias of TimeoutError on Python 3.9
             TimeoutError,
         ),
     ):
