@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import threading
 import time
 import warnings
+
+import pytest
 
 from provider_agent.backend import Job, LlamaCppBackend
 
@@ -111,4 +114,36 @@ def test_the_pool_is_reused_after_an_early_exit(server: ScriptedServer) -> None:
         next(stream)
     result = backend.run(job(), lambda chunk: None)
     assert result.input_tokens == 2
+    backend.close()
+
+
+def test_concurrent_jobs_share_one_backend(
+    server: ScriptedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    release = threading.Event()
+    server.stream("POST", "/v1/chat/completions", [EVENTS[0], release, *EVENTS[1:]])
+    backend = LlamaCppBackend(server.url)
+    results: list = []
+    errors: list = []
+
+    def one() -> None:
+        try:
+            results.append(backend.run(job(), lambda chunk: None))
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    caplog.set_level(logging.WARNING)
+    threads = [threading.Thread(target=one) for _ in range(24)]
+    for t in threads:
+        t.start()
+    # Every job is in flight at once, each holding its own connection.
+    assert settles(lambda: len(server.requests) == 24)
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert errors == [] and len(results) == 24
+    assert all(r.output_tokens == 1 for r in results)
+    assert server.connections == 24
+    # No "connection pool is full" warnings below max_connections.
+    assert [r.getMessage() for r in caplog.records] == []
     backend.close()

@@ -210,7 +210,7 @@ class Transport:
         read_timeout: float,
         trust_env: bool,
         secret: Optional[Secret] = None,
-        pool_maxsize: int = 10,
+        pool_maxsize: int = 32,
     ) -> None:
         self.backend_id = backend_id
         self._secret = secret

@@ -43,6 +43,9 @@ DEFAULT_REQUEST_TIMEOUT = 30.0
 #: The longest silence tolerated inside a stream (prefill on a busy CPU engine can
 #: take minutes and vLLM sends nothing meanwhile); the job's deadline still applies.
 DEFAULT_STREAM_READ_TIMEOUT = 600.0
+#: Connections kept open per backend; more concurrent jobs still run, on
+#: connections closed after use.
+DEFAULT_MAX_CONNECTIONS = 32
 HEALTH_BODY_LIMIT = 64 * 1024
 LISTING_BODY_LIMIT = 32 * 1024 * 1024
 ERROR_BODY_LIMIT = 4096
@@ -64,6 +67,14 @@ class Backend:
     Each instance owns one ``requests.Session``; its methods may be called from
     several threads at once (the session is configured once and never changed).
     Call ``close()``, or use the backend as a context manager, to release it.
+
+    Options (keyword-only): ``connect_timeout`` (s, default 3.05),
+    ``health_timeout`` (s, a probe's whole budget), ``request_timeout`` (s, a
+    model listing's), ``stream_read_timeout`` (s of silence tolerated inside a
+    stream; the job's deadline always applies), ``headers`` (sent with every
+    request, e.g. OpenRouter's ``HTTP-Referer``), ``max_connections`` (kept open).
+    Raises ``ValueError`` for a URL that is not http(s), and
+    ``MissingApiKeyError`` when the kind needs a key and none is given.
     """
 
     kind: ClassVar[str]
@@ -91,6 +102,7 @@ class Backend:
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         stream_read_timeout: float = DEFAULT_STREAM_READ_TIMEOUT,
         headers: Optional[Mapping[str, str]] = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         self.url = _normalise_url(url or self.default_url)
         self._key = Secret(api_key) if api_key else None
@@ -109,6 +121,7 @@ class Backend:
             # must not reroute or add credentials to loopback traffic.
             trust_env=not self.native,
             secret=self._key,
+            pool_maxsize=max_connections,
         )
 
     # -- identity -------------------------------------------------------------
