@@ -7,7 +7,7 @@ chunk header); whatever text leaves the package passes through ``redact`` or
 
 from __future__ import annotations
 
-from typing import Optional, TypeVar
+from typing import Any, Optional, Tuple, TypeVar
 
 from .errors import BackendError
 
@@ -32,6 +32,9 @@ class Secret:
 
     __str__ = __repr__
 
+    def __reduce__(self) -> Tuple[Any, ...]:
+        raise TypeError("an API key is not pickled")
+
 
 def redact(text: Optional[str], secret: Optional[Secret]) -> Optional[str]:
     """``text`` with every occurrence of the secret replaced."""
@@ -51,3 +54,18 @@ def scrub(error: E, secret: Optional[Secret]) -> E:
         redact(arg, secret) if isinstance(arg, str) else arg for arg in error.args
     )
     return error
+
+
+def mentions(exc: BaseException, secret: Optional[Secret]) -> bool:
+    """Whether ``exc`` or anything chained to it quotes the secret."""
+    if secret is None:
+        return False
+    value = secret.reveal()
+    seen = set()
+    current: Optional[BaseException] = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if value in str(current) or value in repr(current.args):
+            return True
+        current = current.__cause__ or current.__context__
+    return False

@@ -1,8 +1,8 @@
 """The HTTP layer every backend shares: one session, watched sockets, one error ladder.
 
 Every network call of the package goes through ``Transport``; every exception that
-``requests``, ``urllib3``, ``http.client`` or the socket layer can raise is translated
-to a ``BackendError`` by ``translate``, and nowhere else.
+``requests``, ``urllib3``, ``http.client`` or the socket layer raises during a call
+is translated to a ``BackendError`` by ``translate``, and nowhere else.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from .. import __version__
-from ._secret import E, Secret, scrub
+from ._secret import E, Secret, mentions, scrub
 from ._watch import Watch
 from .errors import (
     BackendError,
@@ -51,15 +51,47 @@ _current = threading.local()
 
 
 class _WatchedConnection:
-    """Hands the socket to the calling thread's Watch before waiting for headers."""
+    """Hands its socket to the calling thread's Watch while a call uses it.
+
+    The socket is attached when the connection is made or reused (so sending the
+    body and waiting for headers are covered too), and detached when urllib3
+    returns the connection to the pool, which can happen inside the read that
+    finishes a body: from then on another job may own the socket, and a late
+    deadline or cancel of this one must not touch it.
+    """
 
     sock: Any
+    _watch: Optional[Watch] = None
+
+    def _attach(self) -> None:
+        watch = getattr(_current, "watch", None)
+        if watch is not None and self.sock is not None:
+            self._watch = watch
+            watch.attach(self.sock)
+
+    def detach(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.detach(self.sock)
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        self._attach()
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        self._attach()  # a reused connection; a new one attaches in connect()
+        return super().request(*args, **kwargs)  # type: ignore[misc]
 
     def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-        watch = getattr(_current, "watch", None)
-        if watch is not None:
-            watch.attach(self.sock)
+        self._attach()
         return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+
+
+class _PoolReturn:
+    def _put_conn(self, conn: Any) -> None:
+        if isinstance(conn, _WatchedConnection):
+            conn.detach()
+        super()._put_conn(conn)  # type: ignore[misc]
 
 
 class _HTTPConnection(_WatchedConnection, HTTPConnection):
@@ -70,11 +102,11 @@ class _HTTPSConnection(_WatchedConnection, HTTPSConnection):
     pass
 
 
-class _HTTPPool(HTTPConnectionPool):
+class _HTTPPool(_PoolReturn, HTTPConnectionPool):
     ConnectionCls = _HTTPConnection
 
 
-class _HTTPSPool(HTTPSConnectionPool):
+class _HTTPSPool(_PoolReturn, HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
 
 
@@ -255,6 +287,7 @@ class Transport:
         url = self.base_url + path
         log.debug("%s %s %s", self.backend_id, method, path)
         _current.watch = watch
+        error: Optional[BackendError] = None
         try:
             response = self.session.request(
                 method,
@@ -268,9 +301,11 @@ class Transport:
             )
         except NETWORK_ERRORS as exc:
             watch.finish()
-            raise self.scrub(translate(exc, self.backend_id, watch)) from exc
+            error = self._error(exc, watch)
         finally:
             _current.watch = None
+        if error is not None:
+            raise error  # outside the handler: no implicit context to leak
         log.debug(
             "%s %s %s -> %s in %d ms",
             self.backend_id,
@@ -289,8 +324,10 @@ class Transport:
         try:
             data: bytes = response.raw.read1(READ_SIZE)
         except NETWORK_ERRORS as exc:
-            raise self.scrub(translate(exc, self.backend_id, watch, relayed)) from exc
-        return data
+            error = self._error(exc, watch, relayed)
+        else:
+            return data
+        raise error
 
     def read_body(
         self, response: requests.Response, watch: Watch, limit: int
@@ -299,8 +336,21 @@ class Transport:
         try:
             data: bytes = response.raw.read(limit + 1)
         except NETWORK_ERRORS as exc:
-            raise self.scrub(translate(exc, self.backend_id, watch)) from exc
-        return data[:limit], len(data) > limit
+            error = self._error(exc, watch)
+        else:
+            return data[:limit], len(data) > limit
+        raise error
+
+    def _error(
+        self, exc: BaseException, watch: Watch, relayed: Optional[int] = None
+    ) -> BackendError:
+        """The translated, scrubbed error for ``exc``, chained to it unless the
+        chain quotes the key (a traceback would print it)."""
+        error = self.scrub(translate(exc, self.backend_id, watch, relayed))
+        if not mentions(exc, self._secret):
+            error.__cause__ = exc
+        error.__suppress_context__ = True
+        return error
 
     def scrub(self, error: E) -> E:
         """The error with this backend's key redacted from all it says."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 EXPIRED = "expired"
 CANCELLED = "cancelled"
@@ -21,8 +21,13 @@ CANCELLED = "cancelled"
 class Watch:
     """Deadline and cancel switch for one call. Thread-safe."""
 
-    def __init__(self, timeout_s: Optional[float]) -> None:
+    def __init__(
+        self,
+        timeout_s: Optional[float],
+        on_finish: Optional[Callable[[], None]] = None,
+    ) -> None:
         self.started = time.monotonic()
+        self._on_finish = on_finish
         self.deadline = None if timeout_s is None else self.started + timeout_s
         self.state: Optional[str] = None
         self._sock: Optional[socket.socket] = None
@@ -58,18 +63,24 @@ class Watch:
         """Watch ``sock``: it is the one to shut down if the call must stop."""
         with self._lock:
             self._sock = sock
-            fired = self.state is not None
-        if fired:
-            _shutdown(sock)
+            if self.state is not None:
+                _shutdown(sock)
+
+    def detach(self, sock: Optional[socket.socket]) -> None:
+        """Forget ``sock`` (it went back to the pool): never shut it down."""
+        with self._lock:
+            if self._sock is sock:
+                self._sock = None
 
     def fire(self, state: str = CANCELLED) -> None:
         """Stop the call: record why, then shut its socket down."""
+        # Shut down under the lock: once detach() has returned, the socket may
+        # belong to another call, and must not be touched.
         with self._lock:
             if self.state is not None:
                 return
             self.state = state
-            sock = self._sock
-        _shutdown(sock)
+            _shutdown(self._sock)
 
     def cancel(self) -> None:
         self.fire(CANCELLED)
@@ -80,6 +91,9 @@ class Watch:
             self._timer.cancel()
         with self._lock:
             self._sock = None
+            on_finish, self._on_finish = self._on_finish, None
+        if on_finish is not None:
+            on_finish()
 
 
 def _shutdown(sock: Optional[socket.socket]) -> None:
