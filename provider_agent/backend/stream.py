@@ -1,14 +1,16 @@
 """``JobStream``: a job's upstream bytes, relayed as they are read.
 
-Each ``next()`` makes at most one socket read and returns whatever it got, so a
-caller sees an event as soon as it reaches us, comments and keep-alives included,
-byte for byte. Usage is parsed from the same bytes on the next call, after the
-caller has had them.
+Each ``next()`` waits for at most one read of the body and returns whatever it
+got (a chunked body may also read the next chunk's size line), so a caller sees an
+event as soon as it reaches us, comments and keep-alives included, byte for byte.
+Usage is parsed from the same bytes on the next call, after the caller has had
+them.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from types import TracebackType
 from typing import Iterator, Optional, Type
 
@@ -60,6 +62,10 @@ class JobStream(Iterator[bytes]):
         self._unparsed = b""
         self._relayed = 0
         self._first_byte_ms: Optional[int] = None
+        # close() may come from another thread while this one reads: it then
+        # only cancels, and the reading thread releases the connection.
+        self._lock = threading.Lock()
+        self._reading = False
 
     @property
     def bytes_relayed(self) -> int:
@@ -86,11 +92,15 @@ class JobStream(Iterator[bytes]):
             # deadline, none of them is handed over.
             self._release(reuse=False)
             raise stopped
+        with self._lock:
+            self._reading = True
         try:
             chunk = self._transport.read_chunk(response, self._watch, self._relayed)
         except BaseException:
+            self._reading = False
             self._release(reuse=False)
             raise
+        self._reading = False
         if chunk:
             if self._first_byte_ms is None:
                 self._first_byte_ms = self._watch.elapsed_ms()
@@ -160,10 +170,15 @@ class JobStream(Iterator[bytes]):
         self._watch.cancel()
 
     def close(self) -> None:
-        """Release the upstream connection; the stream ends here."""
-        if self._response is not None:
+        """Release the upstream connection; the stream ends here. From another
+        thread than the one iterating, this is ``cancel()``."""
+        with self._lock:
+            if self._response is None:
+                return
             self._watch.cancel()
-            self._release(reuse=False)
+            if self._reading:
+                return  # the reading thread wakes up and releases it
+        self._release(reuse=False)
 
     def __enter__(self) -> JobStream:
         return self
