@@ -13,8 +13,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import threading
+import uuid
 from types import TracebackType
-from typing import Any, ClassVar, Dict, FrozenSet, List, Mapping, Optional, Tuple, Type
+from typing import Any, ClassVar, Dict, FrozenSet, List, Mapping, Optional, Type
 from urllib.parse import urlsplit
 
 import requests
@@ -52,9 +55,36 @@ ERROR_BODY_LIMIT = 4096
 BOTH_FORMATS: FrozenSet[WireFormat] = frozenset(WireFormat)
 
 
+def _checked_key(api_key: Optional[str]) -> Optional[Secret]:
+    """The key, stripped, or None; ValueError (which never quotes it) when it
+    cannot travel in an HTTP header."""
+    if api_key is None:
+        return None
+    if not isinstance(api_key, str):
+        raise TypeError("api_key must be a string")
+    key = api_key.strip()
+    if not key:
+        return None
+    if not key.isprintable() or not key.isascii():
+        raise ValueError("the API key holds characters an HTTP header cannot carry")
+    return Secret(key)
+
+
+def _checked_headers(headers: Mapping[str, str]) -> Dict[str, str]:
+    for name, value in headers.items():
+        text = f"{name}{value}"
+        if not text.isprintable() or not text.isascii():
+            raise ValueError(f"header {name!r} holds characters HTTP cannot carry")
+    return dict(headers)
+
+
 def _normalise_url(url: str) -> str:
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or any(c.isspace() for c in url)
+    ):
         raise ValueError(f"not an http(s) URL: {url!r}")
     if parts.username or parts.password:
         raise ValueError("put credentials in api_key, not in the URL")
@@ -89,8 +119,9 @@ class Backend:
     messages_path: ClassVar[Optional[str]] = "/v1/messages"
     #: Whether an Anthropic job also sends the key as ``x-api-key``.
     anthropic_key_header: ClassVar[bool] = True
-    #: Phrases (lower case) with which a 400 says the model does not exist.
-    model_not_found_phrases: ClassVar[Tuple[str, ...]] = ()
+    #: How a 400 says the model does not exist (a regex, matched ignoring case),
+    #: for backends that do not answer 404; ordinary 400s must not match.
+    model_not_found_pattern: ClassVar[Optional[str]] = None
 
     def __init__(
         self,
@@ -105,13 +136,15 @@ class Backend:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         self.url = _normalise_url(url or self.default_url)
-        self._key = Secret(api_key) if api_key else None
+        self._key = _checked_key(api_key)
         if self.needs_key and self._key is None:
             raise MissingApiKeyError(self.kind, "an API key is required")
         self.health_timeout = health_timeout
         self.request_timeout = request_timeout
         self.stream_read_timeout = stream_read_timeout
-        self._extra_headers = dict(headers or {})
+        self._extra_headers = _checked_headers(headers or {})
+        self._running: Dict[uuid.UUID, Watch] = {}
+        self._running_lock = threading.Lock()
         self._transport = Transport(
             self.id,
             self.url,
@@ -157,10 +190,10 @@ class Backend:
         except BackendError as exc:
             return BackendHealth(False, None, exc.message)
         latency = watch.elapsed_ms()
-        problem = self._probe_error(response.status_code, body)
+        problem = self._redact(self._probe_error(response.status_code, body))
         if problem is not None:
             log.debug("%s unhealthy: %s", self.id, problem)
-        return BackendHealth(problem is None, latency, self._redact(problem))
+        return BackendHealth(problem is None, latency, problem)
 
     def list_models(self) -> List[BackendModel]:
         """The models served now, with their context window where the server says.
@@ -186,7 +219,7 @@ class Backend:
         headers.update(
             {"Content-Type": "application/json", "Accept": "text/event-stream"}
         )
-        watch = Watch(job.deadline_ms / 1000)
+        watch = self._start(job)
         response = self._transport.open(
             "POST",
             path,
@@ -202,6 +235,31 @@ class Backend:
             response.close()
             raise
         return JobStream(self.id, job, response, watch, self._transport)
+
+    def cancel(self, job_id: uuid.UUID) -> bool:
+        """Cancel a running job of this backend from any thread, at any stage:
+        connecting, waiting for headers (which a busy engine may hold back for
+        minutes) or streaming. The thread running it gets ``JobCancelledError``.
+        Returns whether such a job was running."""
+        with self._running_lock:
+            watch = self._running.get(job_id)
+        if watch is None:
+            return False
+        watch.cancel()
+        return True
+
+    def _start(self, job: Job) -> Watch:
+        """The job's watch, findable by ``cancel()`` until the job's call ends."""
+
+        def forget() -> None:
+            with self._running_lock:
+                if self._running.get(job.job_id) is watch:
+                    del self._running[job.job_id]
+
+        watch = Watch(job.deadline_ms / 1000, on_finish=forget)
+        with self._running_lock:
+            self._running[job.job_id] = watch
+        return watch
 
     def run(self, job: Job, sink: SinkLike) -> JobResult:
         """Run ``job``, pushing each chunk into ``sink`` as it is read.
@@ -246,8 +304,8 @@ class Backend:
     def _is_model_not_found(self, status: int, message: str) -> bool:
         if status == 404:
             return True
-        text = message.lower()
-        return status == 400 and any(p in text for p in self.model_not_found_phrases)
+        pattern = self.model_not_found_pattern
+        return status == 400 and bool(pattern and re.search(pattern, message, re.I))
 
     # -- shared machinery -----------------------------------------------------
 
@@ -394,7 +452,7 @@ class RemoteBackend(Backend):
     ) -> None:
         if not isinstance(api_key, str) or not api_key.strip():
             raise MissingApiKeyError(self.kind, "an API key is required")
-        super().__init__(base_url, api_key.strip(), **options)
+        super().__init__(base_url, api_key, **options)
 
     @classmethod
     def from_env(cls, env_var: Optional[str] = None, **options: Any) -> RemoteBackend:

@@ -22,7 +22,7 @@ The tree::
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Dict, Optional, Tuple, Type
 
 __all__ = [
     "BackendError",
@@ -49,6 +49,20 @@ class BackendError(Exception):
         super().__init__(f"{backend}: {message}")
         self.backend = backend
         self.message = message
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        # Subclasses take different arguments; rebuild from the state instead,
+        # so errors cross process boundaries (multiprocessing, pickle).
+        return (_rebuild, (type(self), self.args, self.__dict__.copy()))
+
+
+def _rebuild(
+    cls: Type[BackendError], args: Tuple[Any, ...], state: Dict[str, Any]
+) -> BackendError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class UnreachableError(BackendError):

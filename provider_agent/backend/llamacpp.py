@@ -22,7 +22,7 @@ class LlamaCppBackend(Backend):
     kind = "llamacpp"
     default_url = "http://127.0.0.1:8080"
     health_path = "/health"
-    model_not_found_phrases = ("not found",)
+    model_not_found_pattern = r"\bmodel '[^']*' not found"  # router mode
 
     def _probe_error(self, status: int, body: bytes) -> Optional[str]:
         if status == 503:

@@ -27,7 +27,6 @@ class LmStudioBackend(Backend):
     kind = "lmstudio"
     default_url = "http://127.0.0.1:1234"
     health_path = "/v1/models"
-    model_not_found_phrases = ("not found",)
 
     def _probe_error(self, status: int, body: bytes) -> Optional[str]:
         problem = super()._probe_error(status, body)

@@ -24,11 +24,7 @@ class OpenRouterBackend(RemoteBackend):
     chat_path = "/chat/completions"
     messages_path = "/messages"
     anthropic_key_header = False  # documented as Bearer only
-    model_not_found_phrases = (
-        "not a valid model",
-        "model not found",
-        "no endpoints found",
-    )
+    model_not_found_pattern = r"is not a valid model id"
 
     def _parse_models(self, payload: Any) -> List[BackendModel]:
         cards = dict_items(self.id, payload, "data", "the model listing")

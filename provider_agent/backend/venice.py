@@ -29,7 +29,7 @@ class VeniceBackend(RemoteBackend):
     chat_path = "/chat/completions"
     messages_path = None
     wire_formats = frozenset({WireFormat.OPENAI})
-    model_not_found_phrases = ("model not found", "invalid model")
+    model_not_found_pattern = r"model not found|\binvalid model\b"
 
     def list_models(self) -> List[BackendModel]:
         return self._parse_models(self._get_json(self.models_path, {"type": "text"}))
