@@ -22,6 +22,8 @@ def _parse_target(spec: str) -> Tuple[str, Optional[str]]:
     if kind not in BACKENDS:
         valid = ", ".join(sorted(BACKENDS))
         raise click.BadParameter(f"unknown kind {kind!r}; valid kinds: {valid}")
+    if url and "://" not in url:
+        url = f"http://{url}"  # host:port, as people type it
     return kind, url or None
 
 
@@ -107,6 +109,8 @@ def scan_command(
         results = scan(backends, with_models=not no_models)
     except BackendError as exc:
         raise click.ClickException(str(exc)) from exc
+    except ValueError as exc:  # a URL or host that cannot be used
+        raise click.BadParameter(str(exc)) from exc
     finally:
         for backend in backends:
             backend.close()

@@ -31,12 +31,15 @@ class ScanResult(DataClassJsonMixin):
 
 
 def local_backends(host: str = "127.0.0.1", **options: Any) -> List[Backend]:
-    """One backend per local kind, each at its default port on ``host``."""
+    """One backend per local kind, each at its default port on ``host``.
+
+    Raises ``ValueError`` when ``host`` cannot make a URL."""
     backends = []
     for cls in BACKENDS.values():
         if cls.native:
             port = urlsplit(cls.default_url).port
-            backends.append(cls(f"http://{host}:{port}", **options))
+            name = f"[{host}]" if ":" in host else host  # an IPv6 literal
+            backends.append(cls(f"http://{name}:{port}", **options))
     return backends
 
 
