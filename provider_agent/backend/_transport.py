@@ -111,8 +111,9 @@ class _HTTPSPool(_PoolReturn, HTTPSConnectionPool):
 
 
 def _watched(manager: Any) -> Any:
-    # SOCKS managers bring their own pool classes; leave those alone (the
-    # deadline then falls back to socket timeouts until the first byte).
+    # SOCKS managers bring their own pool classes; leave those alone. Their
+    # calls are then bounded by socket timeouts cut to the deadline, and the
+    # deadline is checked between reads, but a trickle is not cut mid-read.
     if type(manager) in (urllib3.PoolManager, urllib3.ProxyManager):
         manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
     return manager
