@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, Optional, Type
 
-from .base import Backend, RemoteBackend
+from .base import Backend
 from .data import BackendHealth, BackendModel, Job, JobResult, WireFormat
 from .errors import (
     BackendError,
@@ -39,6 +39,7 @@ from .llamacpp import LlamaCppBackend
 from .lmstudio import LmStudioBackend
 from .ollama import OllamaBackend
 from .openrouter import OpenRouterBackend
+from .remote import RemoteBackend
 from .sink import CallbackSink, JobSink
 from .stream import JobStream
 from .venice import VeniceBackend

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import threading
 import uuid
@@ -439,34 +438,3 @@ class Backend:
             )
             return f"HTTP {status}: {hint}: {detail}"
         return f"HTTP {status}: {detail}"
-
-
-class RemoteBackend(Backend):
-    """A hosted API reached with the operator's own key (``native`` is False)."""
-
-    native = False
-    needs_key = True
-
-    def __init__(
-        self, api_key: str, base_url: Optional[str] = None, **options: Any
-    ) -> None:
-        if not isinstance(api_key, str) or not api_key.strip():
-            raise MissingApiKeyError(self.kind, "an API key is required")
-        super().__init__(base_url, api_key, **options)
-
-    @classmethod
-    def from_env(cls, env_var: Optional[str] = None, **options: Any) -> RemoteBackend:
-        """Build with the key in ``env_var`` (default: the kind's usual variable).
-
-        Raises ``MissingApiKeyError`` when the variable is unset or blank.
-        """
-        name = env_var or cls.key_env_var
-        value = os.environ.get(name or "", "").strip()
-        if not value:
-            raise MissingApiKeyError(
-                cls.kind, f"environment variable {name} is unset or blank"
-            )
-        return cls(value, **options)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(api_key=<redacted>, base_url={self.url!r})"

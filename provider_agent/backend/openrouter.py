@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any, List
 
 from ._replies import as_int, dict_items
-from .base import RemoteBackend
 from .data import BackendModel
+from .remote import RemoteBackend
 
 
 class OpenRouterBackend(RemoteBackend):

@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any, List
 
 from ._replies import as_int, dict_items, sub
-from .base import RemoteBackend
 from .data import BackendModel, WireFormat
+from .remote import RemoteBackend
 
 #: Model types that take chat jobs; ``embedding``, ``image``, ``tts``... do not.
 _CHAT_TYPES = (None, "text", "code")
