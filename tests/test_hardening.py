@@ -237,3 +237,13 @@ def test_an_ipv6_host_makes_bracketed_urls() -> None:
     result = CliRunner().invoke(main, ["scan", "--host", "::1", "--json"])
     assert result.exit_code == 0, result.output
     assert "http://[::1]:8080" in result.output
+
+
+def test_a_request_that_is_not_json_is_refused_before_sending(
+    server: ScriptedServer,
+) -> None:
+    backend = LlamaCppBackend(server.url)
+    for request in ({"temperature": float("nan")}, {"stop": {1, 2}}):
+        with pytest.raises(ValueError, match="not valid JSON"):
+            backend.execute(Job.new("m", request))
+    assert server.requests == []

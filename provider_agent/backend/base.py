@@ -210,10 +210,18 @@ class Backend:
         ``stream_options``. Raises ``UnsupportedWireFormatError`` (before any
         network I/O) when the backend does not speak the job's format, and the
         errors of a failed request (``BadStatusError``, ``ModelNotFoundError``,
-        ``UnreachableError``, ``BackendTimeoutError``, ...).
+        ``UnreachableError``, ``BackendTimeoutError``, ...); ``ValueError`` when
+        the request cannot be written as JSON.
         """
         path = self._route(job.format)
-        body = json.dumps(self._prepare(job), ensure_ascii=False).encode("utf-8")
+        try:
+            text = json.dumps(self._prepare(job), ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            # Caught here rather than sent: NaN would go out as invalid JSON.
+            raise ValueError(
+                f"job {job.job_id}: request is not valid JSON: {exc}"
+            ) from exc
+        body = text.encode("utf-8")
         headers = self._headers(job.format)
         headers.update(
             {"Content-Type": "application/json", "Accept": "text/event-stream"}
