@@ -116,6 +116,9 @@ class Backend:
     models_path: ClassVar[str] = "/v1/models"
     chat_path: ClassVar[str] = "/v1/chat/completions"
     messages_path: ClassVar[Optional[str]] = "/v1/messages"
+    #: A healthy probe reply is a JSON object with this key (None: any 2xx), so
+    #: that another server on the port is not taken for this one.
+    probe_key: ClassVar[Optional[str]] = None
     #: Whether an Anthropic job also sends the key as ``x-api-key``.
     anthropic_key_header: ClassVar[bool] = True
     #: How a 400 says the model does not exist (a regex, matched ignoring case),
@@ -301,9 +304,17 @@ class Backend:
 
     def _probe_error(self, status: int, body: bytes) -> Optional[str]:
         """None when a probe reply means healthy, else a short reason."""
-        if 200 <= status < 300:
+        if not 200 <= status < 300:
+            return self._status_problem(status, body)
+        if self.probe_key is None:
             return None
-        return self._status_problem(status, body)
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = None
+        if isinstance(payload, dict) and self.probe_key in payload:
+            return None
+        return f"not a {self.kind} reply: {error_message(body)}"
 
     def _parse_models(self, payload: Any) -> List[BackendModel]:
         raise NotImplementedError

@@ -12,7 +12,6 @@ back to ``GET /api/v0/models`` (0.3.6+: ``max_context_length``) and then
 
 from __future__ import annotations
 
-import json
 from typing import Any, Dict, List, Optional
 
 from ._replies import as_int, dict_items
@@ -27,19 +26,7 @@ class LmStudioBackend(Backend):
     kind = "lmstudio"
     default_url = "http://127.0.0.1:1234"
     health_path = "/v1/models"
-
-    def _probe_error(self, status: int, body: bytes) -> Optional[str]:
-        problem = super()._probe_error(status, body)
-        if problem is not None:
-            return problem
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            return "not an LM Studio reply (no JSON model list)"
-        if isinstance(payload, dict) and isinstance(payload.get("data"), list):
-            return None
-        error = payload.get("error") if isinstance(payload, dict) else None
-        return f"unexpected reply: {error}" if error else "no model list in the reply"
+    probe_key = "data"  # unknown paths answer 200 {"error": "Unexpected endpoint..."}
 
     def list_models(self) -> List[BackendModel]:
         native = self._try_json("/api/v1/models")

@@ -10,7 +10,6 @@ use), ``POST /api/show`` for older servers (``model_info["<arch>.context_length"
 
 from __future__ import annotations
 
-import json
 from typing import Any, Dict, List, Optional
 
 from ._replies import as_int, dict_items, sub
@@ -23,22 +22,11 @@ class OllamaBackend(Backend):
     kind = "ollama"
     default_url = "http://127.0.0.1:11434"
     health_path = "/api/version"
+    probe_key = "version"
     models_path = "/api/tags"
 
     def __init__(self, url: Optional[str] = None, **options: Any) -> None:
         super().__init__(url, None, **options)
-
-    def _probe_error(self, status: int, body: bytes) -> Optional[str]:
-        problem = super()._probe_error(status, body)
-        if problem is not None:
-            return problem
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            return "not an Ollama reply (no version)"
-        if isinstance(payload, dict) and payload.get("version"):
-            return None
-        return "not an Ollama reply (no version)"
 
     def _parse_models(self, payload: Any) -> List[BackendModel]:
         tags = dict_items(self.id, payload, "models", "the model listing")
