@@ -1,4 +1,4 @@
-"""Shared fixtures: scripted HTTP servers on 127.0.0.1."""
+"""Shared fixtures: scripted HTTP servers on loopback, and no proxies."""
 
 from __future__ import annotations
 
@@ -12,12 +12,23 @@ from .server import ScriptedServer
 @pytest.fixture(autouse=True)
 def _loopback_without_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     # Remote adapters honour proxy variables; loopback test traffic must not.
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,127.0.0.2,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,127.0.0.2,localhost")
 
 
 @pytest.fixture
 def server() -> Iterator[ScriptedServer]:
     srv = ScriptedServer()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def other() -> Iterator[ScriptedServer]:
+    """A second server on another loopback address: another host."""
+    srv = ScriptedServer(host="127.0.0.2")
     yield srv
     srv.stop()

@@ -37,29 +37,6 @@ EARLY, LATE = 0.05, 0.5
 STREAM = b'data: {"choices":[{"delta":{"content":"ok"}}]}\n\ndata: [DONE]\n\n'
 
 
-@pytest.fixture(autouse=True)
-def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-
-
-@pytest.fixture(scope="module")
-def _shared() -> Iterator[ScriptedServer]:
-    srv = ScriptedServer()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def server(_shared: ScriptedServer) -> ScriptedServer:
-    # One server for the module (stopping one takes half a second), fresh per test.
-    _shared.routes.clear()
-    _shared.requests.clear()
-    _shared.connections = 0
-    return _shared
-
-
 def make_backend(kind: str, url: str, **options: Any) -> Backend:
     cls = BACKENDS[kind]
     if issubclass(cls, RemoteBackend):

@@ -45,14 +45,6 @@ BACKEND_ID = "vllm:http://127.0.0.1:9"
 ONE_MB = 1024 * 1024
 
 
-@pytest.fixture(autouse=True)
-def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Remote backends honour proxy variables; these tests talk to 127.0.0.1 only.
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-
-
 # -- part one: the translation table ------------------------------------------
 
 #: What each class defined in requests.exceptions must become. A new class in a
@@ -379,34 +371,6 @@ def _reply(status: int, body: bytes, content_type: str = "application/json"):
         reply.raw(body)
 
     return send
-
-
-def _fresh(srv: ScriptedServer) -> ScriptedServer:
-    srv.routes.clear()
-    srv.requests.clear()
-    srv.connections = 0
-    return srv
-
-
-@pytest.fixture(scope="module")
-def _servers() -> Iterator[Tuple[ScriptedServer, ScriptedServer]]:
-    # One pair of servers for the module (stopping one takes half a second); each
-    # test gets them with no routes and no recorded requests.
-    pair = ScriptedServer(), ScriptedServer(host="127.0.0.2")
-    yield pair
-    for srv in pair:
-        srv.stop()
-
-
-@pytest.fixture
-def server(_servers: Tuple[ScriptedServer, ScriptedServer]) -> ScriptedServer:
-    return _fresh(_servers[0])
-
-
-@pytest.fixture
-def other(_servers: Tuple[ScriptedServer, ScriptedServer]) -> ScriptedServer:
-    """A second server on another loopback address: another host."""
-    return _fresh(_servers[1])
 
 
 @pytest.fixture

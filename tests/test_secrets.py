@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import pprint
 import traceback
-from typing import Any, Callable, Iterator, List, Tuple
+from typing import Any, Callable, List
 
 import pytest
 
@@ -44,40 +44,6 @@ ECHO = (
     b'{"error": {"message": "Incorrect API key provided: ' + KEY.encode() + b". "
     b'Check it.", "type": "invalid_request_error"}}'
 )
-
-
-@pytest.fixture(autouse=True)
-def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-
-
-@pytest.fixture(scope="module")
-def _servers() -> Iterator[Tuple[ScriptedServer, ScriptedServer]]:
-    pair = ScriptedServer(), ScriptedServer(host="127.0.0.2")
-    yield pair
-    for srv in pair:
-        srv.stop()
-
-
-def _fresh(srv: ScriptedServer) -> ScriptedServer:
-    srv.routes.clear()
-    srv.requests.clear()
-    srv.connections = 0
-    return srv
-
-
-@pytest.fixture
-def server(_servers: Tuple[ScriptedServer, ScriptedServer]) -> ScriptedServer:
-    # One pair of servers for the module (stopping one takes half a second).
-    return _fresh(_servers[0])
-
-
-@pytest.fixture
-def other(_servers: Tuple[ScriptedServer, ScriptedServer]) -> ScriptedServer:
-    """A second server on another loopback address: another host."""
-    return _fresh(_servers[1])
 
 
 def _prefix(kind: str) -> str:

@@ -147,15 +147,6 @@ class Watcher:
         return self.closed is True
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ScriptedServer]:
-    """One server for the module (each test scripts its own routes): stopping a
-    server waits out its poll interval, which would dominate the run time."""
-    srv = ScriptedServer()
-    yield srv
-    srv.stop()
-
-
 @pytest.fixture
 def llama(server: ScriptedServer) -> Iterator[LlamaCppBackend]:
     backend = LlamaCppBackend(server.url)
