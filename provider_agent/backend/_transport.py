@@ -26,7 +26,6 @@ from ._watch import Watch
 from .errors import (
     BackendError,
     BackendTimeoutError,
-    JobCancelledError,
     ProtocolError,
     StreamError,
     TransportError,
@@ -170,12 +169,9 @@ def translate(
     """
     if isinstance(exc, BackendError):
         return exc
-    if watch is not None and watch.cancelled:
-        return JobCancelledError(backend, "job cancelled")
-    if watch is not None and watch.expired:
-        return BackendTimeoutError(
-            backend, f"deadline passed after {watch.elapsed_ms()} ms"
-        )
+    stopped = watch.stop_error(backend) if watch is not None else None
+    if stopped is not None:
+        return stopped
     detail = _describe(exc)
     # Most specific first: requests' classes, then urllib3's, then the stdlib's.
     if isinstance(exc, rex.ConnectTimeout):
@@ -184,7 +180,6 @@ def translate(
         exc,
         (
             rex.Timeout,
-            rex.ReadTimeout,
             urllib3.exceptions.ReadTimeoutError,
             socket.timeout,  # not yet an alias of TimeoutError on Python 3.9
             TimeoutError,

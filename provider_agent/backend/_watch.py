@@ -14,6 +14,8 @@ import threading
 import time
 from typing import Callable, Optional
 
+from .errors import BackendError, BackendTimeoutError, JobCancelledError
+
 EXPIRED = "expired"
 CANCELLED = "cancelled"
 
@@ -49,6 +51,16 @@ class Watch:
     @property
     def cancelled(self) -> bool:
         return self.state == CANCELLED
+
+    def stop_error(self, backend: str) -> Optional[BackendError]:
+        """The error for a call that was cancelled or ran past its deadline."""
+        if self.cancelled:
+            return JobCancelledError(backend, "job cancelled")
+        if self.expired:
+            return BackendTimeoutError(
+                backend, f"deadline passed after {self.elapsed_ms()} ms"
+            )
+        return None
 
     def remaining(self) -> Optional[float]:
         """Seconds left before the deadline (never below a millisecond), or None."""

@@ -14,9 +14,20 @@ import json
 import logging
 import re
 import threading
+import time
 import uuid
 from types import TracebackType
-from typing import Any, ClassVar, Dict, FrozenSet, List, Mapping, Optional, Type
+from typing import (
+    Any,
+    ClassVar,
+    Dict,
+    FrozenSet,
+    List,
+    Mapping,
+    Optional,
+    Tuple,
+    Type,
+)
 from urllib.parse import urlsplit
 
 import requests
@@ -27,6 +38,7 @@ from ._transport import Transport
 from ._watch import Watch
 from .data import BackendHealth, BackendModel, Job, JobResult, WireFormat
 from .errors import (
+    MAX_ERROR_BODY,
     BackendError,
     BadStatusError,
     MissingApiKeyError,
@@ -50,7 +62,6 @@ DEFAULT_STREAM_READ_TIMEOUT = 600.0
 DEFAULT_MAX_CONNECTIONS = 32
 HEALTH_BODY_LIMIT = 64 * 1024
 LISTING_BODY_LIMIT = 32 * 1024 * 1024
-ERROR_BODY_LIMIT = 4096
 BOTH_FORMATS: FrozenSet[WireFormat] = frozenset(WireFormat)
 
 
@@ -179,20 +190,15 @@ class Backend:
     def health(self) -> BackendHealth:
         """Probe the backend cheaply (never a completion). Never raises for network
         trouble: an unreachable backend is ``reachable=False`` with ``last_error``."""
-        watch = Watch(self.health_timeout)
+        started = time.monotonic()
         try:
-            response = self._transport.open(
-                "GET", self.health_path, watch, headers=self._headers()
+            status, body, _ = self._fetch(
+                "GET", self.health_path, self.health_timeout, HEALTH_BODY_LIMIT
             )
-            try:
-                body, _ = self._transport.read_body(response, watch, HEALTH_BODY_LIMIT)
-            finally:
-                watch.finish()
-                response.close()
         except BackendError as exc:
             return BackendHealth(False, None, exc.message)
-        latency = watch.elapsed_ms()
-        problem = self._redact(self._probe_error(response.status_code, body))
+        latency = int((time.monotonic() - started) * 1000)
+        problem = self._redact(self._probe_error(status, body))
         if problem is not None:
             log.debug("%s unhealthy: %s", self.id, problem)
         return BackendHealth(problem is None, latency, problem)
@@ -372,27 +378,49 @@ class Backend:
         params: Optional[Dict[str, str]] = None,
     ) -> Any:
         """A JSON reply from the backend; BackendError when it cannot be had."""
-        watch = Watch(self.request_timeout)
-        headers = self._headers()
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode("utf-8")
-            headers["Content-Type"] = "application/json"
-        response = self._transport.open(
-            method, path, watch, body=data, headers=headers, params=params
+        data = None if body is None else json.dumps(body).encode("utf-8")
+        _, raw, truncated = self._fetch(
+            method,
+            path,
+            self.request_timeout,
+            LISTING_BODY_LIMIT,
+            body=data,
+            params=params,
+            check_status=True,
         )
-        try:
-            self._raise_for_status(response, watch)
-            raw, truncated = self._transport.read_body(
-                response, watch, LISTING_BODY_LIMIT
-            )
-        finally:
-            watch.finish()
-            response.close()
         try:
             return load_json(self.id, raw, truncated, f"the reply to {method} {path}")
         except ProtocolError as exc:
             raise self._transport.scrub(exc) from None
+
+    def _fetch(
+        self,
+        method: str,
+        path: str,
+        timeout: float,
+        limit: int,
+        *,
+        body: Optional[bytes] = None,
+        params: Optional[Dict[str, str]] = None,
+        check_status: bool = False,
+    ) -> Tuple[int, bytes, bool]:
+        """One bounded request: its status, up to ``limit`` bytes of its body and
+        whether there was more. ``timeout`` bounds the whole call."""
+        watch = Watch(timeout)
+        headers = self._headers()
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        response = self._transport.open(
+            method, path, watch, body=body, headers=headers, params=params
+        )
+        try:
+            if check_status:
+                self._raise_for_status(response, watch)
+            raw, truncated = self._transport.read_body(response, watch, limit)
+        finally:
+            watch.finish()
+            response.close()
+        return response.status_code, raw, truncated
 
     def _get_json(self, path: str, params: Optional[Dict[str, str]] = None) -> Any:
         return self._request_json("GET", path, params=params)
@@ -404,7 +432,7 @@ class Backend:
         content_type = response.headers.get("Content-Type", "")
         media = content_type.split(";", 1)[0].strip().lower()
         if media and media != "text/event-stream":
-            body, _ = self._transport.read_body(response, watch, ERROR_BODY_LIMIT)
+            body, _ = self._transport.read_body(response, watch, MAX_ERROR_BODY)
             error = ProtocolError(
                 self.id,
                 f"expected an event stream, got {media}: "
@@ -419,7 +447,7 @@ class Backend:
         status = response.status_code
         if 200 <= status < 300:
             return
-        body, _ = self._transport.read_body(response, watch, ERROR_BODY_LIMIT)
+        body, _ = self._transport.read_body(response, watch, MAX_ERROR_BODY)
         text = body.decode("utf-8", "replace")
         message = self._status_problem(status, body, response)
         error: BadStatusError

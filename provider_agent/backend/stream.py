@@ -21,8 +21,6 @@ from ._watch import Watch
 from .data import Job, JobResult
 from .errors import (
     BackendError,
-    BackendTimeoutError,
-    JobCancelledError,
     StreamError,
 )
 from .usage import UsageParser
@@ -71,11 +69,6 @@ class JobStream(Iterator[bytes]):
     def bytes_relayed(self) -> int:
         return self._relayed
 
-    @property
-    def status(self) -> Optional[int]:
-        """The upstream HTTP status, or None once the stream is released."""
-        return None if self._response is None else self._response.status_code
-
     def __iter__(self) -> JobStream:
         return self
 
@@ -86,7 +79,7 @@ class JobStream(Iterator[bytes]):
         response = self._response
         if response is None:
             raise StopIteration
-        stopped = self._stopped()
+        stopped = self._watch.stop_error(self.backend_id)
         if stopped is not None:
             # Bytes may already sit in our buffers; after cancel() or the
             # deadline, none of them is handed over.
@@ -136,30 +129,18 @@ class JobStream(Iterator[bytes]):
             )
         if self._parser.terminated:
             return None
-        return self._stopped() or StreamError(
+        return self._watch.stop_error(self.backend_id) or StreamError(
             self.backend_id,
             f"upstream closed the stream before its terminator "
             f"after {self._relayed} bytes",
             self._relayed,
         )
 
-    def _stopped(self) -> Optional[BackendError]:
-        """The error for a job cancelled or past its deadline, else None."""
-        if self._watch.cancelled:
-            return JobCancelledError(self.backend_id, "job cancelled")
-        if self._watch.expired:
-            return BackendTimeoutError(
-                self.backend_id, f"deadline passed after {self._watch.elapsed_ms()} ms"
-            )
-        return None
-
     def _release(self, reuse: bool) -> None:
         response, self._response = self._response, None
         if response is None:
             return
-        # Stop watching before the connection can go back to the pool, so that a
-        # late deadline never cuts a socket another job is using.
-        self._watch.finish()
+        self._watch.finish()  # stops the deadline timer; forgets the socket
         if reuse:
             response.raw.release_conn()
         else:
