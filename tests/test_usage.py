@@ -14,7 +14,8 @@ from typing import Any, Iterable, List, Optional, Tuple
 import pytest
 
 from provider_agent.backend import WireFormat
-from provider_agent.backend.usage import MAX_PENDING, UsageParser, describe_error
+from provider_agent.backend._replies import describe_error
+from provider_agent.backend.usage import MAX_PENDING, UsageParser
 
 OPENAI = WireFormat.OPENAI
 ANTHROPIC = WireFormat.ANTHROPIC

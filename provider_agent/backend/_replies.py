@@ -12,20 +12,28 @@ import re
 from typing import Any, Dict, List, Optional
 
 from .errors import ProtocolError
-from .usage import describe_error
 
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
-def as_int(value: Any) -> Optional[int]:
-    """A positive int from a JSON value, or None (bools and junk included)."""
-    if isinstance(value, bool):
+def as_int(value: Any, minimum: int = 1) -> Optional[int]:
+    """``value`` when it is a JSON integer of at least ``minimum``, else None
+    (a bool, a string or a float is not a count)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    return value if isinstance(value, int) and value > 0 else None
+    return value
+
+
+def describe_error(error: Any) -> str:
+    """A one-line description of an error object of any of the backends' shapes."""
+    if isinstance(error, dict):
+        message = error.get("message") or error.get("error") or error.get("detail")
+        if isinstance(message, (dict, list)):
+            return describe_error(message)
+        kind = error.get("type") or error.get("code")
+        text = str(message) if message else json.dumps(error)[:200]
+        return f"{kind}: {text}" if kind and str(kind) not in text else text
+    return str(error)[:500]
 
 
 def sub(payload: Any, key: str) -> Dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any, Optional
 
 from sseclient import SSEClient
 
+from ._replies import as_int, describe_error
 from .data import WireFormat
 
 #: An unfinished event larger than this is dropped rather than buffered further:
@@ -33,28 +34,10 @@ _MARKERS = {
 }
 
 
-def _as_int(value: Any) -> Optional[int]:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        return None
-    return value
-
-
 def _larger(old: Optional[int], new: Optional[int]) -> Optional[int]:
     if new is None:
         return old
     return new if old is None else max(old, new)
-
-
-def describe_error(error: Any) -> str:
-    """A one-line description of an error object of any of the backends' shapes."""
-    if isinstance(error, dict):
-        message = error.get("message") or error.get("error") or error.get("detail")
-        if isinstance(message, (dict, list)):
-            return describe_error(message)
-        kind = error.get("type") or error.get("code")
-        text = str(message) if message else json.dumps(error)[:200]
-        return f"{kind}: {text}" if kind and str(kind) not in text else text
-    return str(error)[:500]
 
 
 class UsageParser:
@@ -125,8 +108,8 @@ class UsageParser:
             self.error = describe_error(payload.get("error") or payload)
         usage = payload.get("usage")
         if isinstance(usage, dict):
-            prompt = _as_int(usage.get("prompt_tokens"))
-            completion = _as_int(usage.get("completion_tokens"))
+            prompt = as_int(usage.get("prompt_tokens"), 0)
+            completion = as_int(usage.get("completion_tokens"), 0)
             if prompt is not None:
                 self.input_tokens = prompt
             if completion is not None:
@@ -148,8 +131,8 @@ class UsageParser:
     def _anthropic_usage(self, usage: Any) -> None:
         if isinstance(usage, dict):
             self.input_tokens = _larger(
-                self.input_tokens, _as_int(usage.get("input_tokens"))
+                self.input_tokens, as_int(usage.get("input_tokens"), 0)
             )
             self.output_tokens = _larger(
-                self.output_tokens, _as_int(usage.get("output_tokens"))
+                self.output_tokens, as_int(usage.get("output_tokens"), 0)
             )
