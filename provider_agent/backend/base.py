@@ -19,6 +19,7 @@ import uuid
 from types import TracebackType
 from typing import (
     Any,
+    Callable,
     ClassVar,
     Dict,
     FrozenSet,
@@ -32,8 +33,9 @@ from urllib.parse import urlsplit
 
 import requests
 
-from ._replies import error_message, load_json
-from ._secret import Secret, redact
+from ._checks import checked_headers, checked_key, normalise_url
+from ._replies import dict_items, error_message, load_json
+from ._secret import redact
 from ._transport import Transport
 from ._watch import Watch
 from .data import BackendHealth, BackendModel, Job, JobResult, WireFormat
@@ -63,42 +65,6 @@ DEFAULT_MAX_CONNECTIONS = 32
 HEALTH_BODY_LIMIT = 64 * 1024
 LISTING_BODY_LIMIT = 32 * 1024 * 1024
 BOTH_FORMATS: FrozenSet[WireFormat] = frozenset(WireFormat)
-
-
-def _checked_key(api_key: Optional[str]) -> Optional[Secret]:
-    """The key, stripped, or None; ValueError (which never quotes it) when it
-    cannot travel in an HTTP header."""
-    if api_key is None:
-        return None
-    if not isinstance(api_key, str):
-        raise TypeError("api_key must be a string")
-    key = api_key.strip()
-    if not key:
-        return None
-    if not key.isprintable() or not key.isascii():
-        raise ValueError("the API key holds characters an HTTP header cannot carry")
-    return Secret(key)
-
-
-def _checked_headers(headers: Mapping[str, str]) -> Dict[str, str]:
-    for name, value in headers.items():
-        text = f"{name}{value}"
-        if not text.isprintable() or not text.isascii():
-            raise ValueError(f"header {name!r} holds characters HTTP cannot carry")
-    return dict(headers)
-
-
-def _normalise_url(url: str) -> str:
-    parts = urlsplit(url)
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or any(c.isspace() for c in url)
-    ):
-        raise ValueError(f"not an http(s) URL: {url!r}")
-    if parts.username or parts.password:
-        raise ValueError("put credentials in api_key, not in the URL")
-    return url.rstrip("/")
 
 
 class Backend:
@@ -148,14 +114,14 @@ class Backend:
         headers: Optional[Mapping[str, str]] = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
-        self.url = _normalise_url(url or self.default_url)
-        self._key = _checked_key(api_key)
+        self.url = normalise_url(url or self.default_url)
+        self._key = checked_key(api_key)
         if self.needs_key and self._key is None:
             raise MissingApiKeyError(self.kind, "an API key is required")
         self.health_timeout = health_timeout
         self.request_timeout = request_timeout
         self.stream_read_timeout = stream_read_timeout
-        self._extra_headers = _checked_headers(headers or {})
+        self._extra_headers = checked_headers(headers or {})
         self._running: Dict[uuid.UUID, Watch] = {}
         self._running_lock = threading.Lock()
         self._transport = Transport(
@@ -324,6 +290,23 @@ class Backend:
 
     def _parse_models(self, payload: Any) -> List[BackendModel]:
         raise NotImplementedError
+
+    def _cards(self, payload: Any) -> List[Dict[str, Any]]:
+        """The model cards of an OpenAI-style listing (``data[]``)."""
+        return dict_items(self.id, payload, "data", "the model listing")
+
+    def _models(
+        self,
+        cards: List[Dict[str, Any]],
+        window: Callable[[Dict[str, Any]], Optional[int]],
+        keep: Optional[Callable[[Dict[str, Any]], bool]] = None,
+    ) -> List[BackendModel]:
+        """A model for each card with a string ``id`` that ``keep`` accepts."""
+        return [
+            BackendModel(card["id"], window(card), self.native)
+            for card in cards
+            if isinstance(card.get("id"), str) and (keep is None or keep(card))
+        ]
 
     def _is_model_not_found(self, status: int, message: str) -> bool:
         if status == 404:

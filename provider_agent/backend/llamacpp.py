@@ -10,9 +10,9 @@ Endpoints: ``GET /health`` (200 ``{"status":"ok"}``; 503 while the model loads),
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
-from ._replies import as_int, dict_items, sub
+from ._replies import as_int, sub
 from .base import Backend
 from .data import BackendModel
 from .errors import BackendError
@@ -30,18 +30,16 @@ class LlamaCppBackend(Backend):
         return super()._probe_error(status, body)
 
     def _parse_models(self, payload: Any) -> List[BackendModel]:
-        cards = dict_items(self.id, payload, "data", "the model listing")
-        models = []
-        for card in cards:
-            model_id = card.get("id")
-            if not isinstance(model_id, str):
-                continue
-            meta = card.get("meta")
-            window = as_int(meta.get("n_ctx")) if isinstance(meta, dict) else None
-            if window is None and isinstance(meta, dict) and len(cards) == 1:
-                window = self._props_n_ctx()
-            models.append(BackendModel(model_id, window, True))
-        return models
+        cards = self._cards(payload)
+
+        def window(card: Dict[str, Any]) -> Optional[int]:
+            meta = sub(card, "meta")
+            n_ctx = as_int(meta.get("n_ctx"))
+            if n_ctx is None and meta and len(cards) == 1:
+                return self._props_n_ctx()  # an older build, single-model mode
+            return n_ctx
+
+        return self._models(cards, window)
 
     def _props_n_ctx(self) -> Optional[int]:
         """The per-slot window from ``/props``, for builds whose listing lacks it."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from ._replies import as_int, dict_items
+from ._replies import as_int
 from .base import Backend
 from .data import BackendModel
 from .errors import BadStatusError, ProtocolError
@@ -45,12 +45,7 @@ class LmStudioBackend(Backend):
             return None
 
     def _parse_models(self, payload: Any) -> List[BackendModel]:
-        cards = dict_items(self.id, payload, "data", "the model listing")
-        return [
-            BackendModel(c["id"], None, True)
-            for c in cards
-            if isinstance(c.get("id"), str)
-        ]
+        return self._models(self._cards(payload), lambda card: None)  # no windows
 
     def _from_v1(self, item: Any) -> Optional[BackendModel]:
         if not isinstance(item, dict) or item.get("type") in _EMBEDDING_TYPES:
@@ -65,7 +60,9 @@ class LmStudioBackend(Backend):
                 window = as_int(config.get("context_length"))
                 if window:
                     break
-        return BackendModel(key, window or as_int(item.get("max_context_length")), True)
+        return BackendModel(
+            key, window or as_int(item.get("max_context_length")), self.native
+        )
 
     def _from_v0(self, item: Dict[str, Any]) -> Optional[BackendModel]:
         if not isinstance(item, dict) or item.get("type") in _EMBEDDING_TYPES:
@@ -76,4 +73,4 @@ class LmStudioBackend(Backend):
         window = as_int(item.get("loaded_context_length")) or as_int(
             item.get("max_context_length")
         )
-        return BackendModel(model_id, window, True)
+        return BackendModel(model_id, window, self.native)

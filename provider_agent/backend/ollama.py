@@ -49,7 +49,7 @@ class OllamaBackend(Backend):
                 and ("completion" not in capabilities)
             ):
                 continue
-            models.append(BackendModel(name, loaded.get(name) or window, True))
+            models.append(BackendModel(name, loaded.get(name) or window, self.native))
         return models
 
     def _loaded_windows(self) -> Dict[str, int]:

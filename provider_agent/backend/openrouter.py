@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, List
 
-from ._replies import as_int, dict_items
+from ._replies import as_int, sub
 from .data import BackendModel
 from .remote import RemoteBackend
 
@@ -27,14 +27,10 @@ class OpenRouterBackend(RemoteBackend):
     model_not_found_pattern = r"is not a valid model id"
 
     def _parse_models(self, payload: Any) -> List[BackendModel]:
-        cards = dict_items(self.id, payload, "data", "the model listing")
-        models = []
-        for card in cards:
-            model_id = card.get("id")
-            if not isinstance(model_id, str):
-                continue
-            window = as_int(card.get("context_length"))
-            if window is None and isinstance(card.get("top_provider"), dict):
-                window = as_int(card["top_provider"].get("context_length"))
-            models.append(BackendModel(model_id, window, False))
-        return models
+        return self._models(
+            self._cards(payload),
+            lambda c: (
+                as_int(c.get("context_length"))
+                or as_int(sub(c, "top_provider").get("context_length"))
+            ),
+        )

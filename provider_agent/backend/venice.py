@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, List
 
-from ._replies import as_int, dict_items, sub
+from ._replies import as_int, sub
 from .data import BackendModel, WireFormat
 from .remote import RemoteBackend
 
@@ -35,15 +35,11 @@ class VeniceBackend(RemoteBackend):
         return self._parse_models(self._get_json(self.models_path, {"type": "text"}))
 
     def _parse_models(self, payload: Any) -> List[BackendModel]:
-        cards = dict_items(self.id, payload, "data", "the model listing")
-        models = []
-        for card in cards:
-            model_id = card.get("id")
-            if not isinstance(model_id, str) or card.get("type") not in _CHAT_TYPES:
-                continue
-            spec = sub(card, "model_spec")
-            window = as_int(spec.get("availableContextTokens")) or as_int(
-                card.get("context_length")
-            )
-            models.append(BackendModel(model_id, window, False))
-        return models
+        return self._models(
+            self._cards(payload),
+            lambda c: (
+                as_int(sub(c, "model_spec").get("availableContextTokens"))
+                or as_int(c.get("context_length"))
+            ),
+            keep=lambda c: c.get("type") in _CHAT_TYPES,
+        )

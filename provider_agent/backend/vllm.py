@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, List, Optional
 
-from ._replies import as_int, dict_items
+from ._replies import as_int
 from .base import Backend
 from .data import BackendModel
 
@@ -28,13 +28,8 @@ class VllmBackend(Backend):
         return super()._probe_error(status, body)
 
     def _parse_models(self, payload: Any) -> List[BackendModel]:
-        cards = dict_items(self.id, payload, "data", "the model listing")
+        cards = self._cards(payload)
         windows = {card.get("id"): as_int(card.get("max_model_len")) for card in cards}
-        models = []
-        for card in cards:
-            model_id = card.get("id")
-            if not isinstance(model_id, str):
-                continue
-            window = windows.get(model_id) or windows.get(card.get("parent"))
-            models.append(BackendModel(model_id, window, True))
-        return models
+        return self._models(
+            cards, lambda c: windows.get(c["id"]) or windows.get(c.get("parent"))
+        )
