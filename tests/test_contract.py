@@ -11,7 +11,6 @@ a fake fails ``test_every_registered_kind_has_a_fake`` and each parametrised tes
 from __future__ import annotations
 
 import copy
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -32,6 +31,7 @@ from provider_agent.backend import (
 )
 
 from .server import Reply, ScriptedServer
+from .sse import DONE, data, event, js
 
 OPENAI = WireFormat.OPENAI
 ANTHROPIC = WireFormat.ANTHROPIC
@@ -40,22 +40,6 @@ UNKNOWN_MODEL = "no-such-model"
 
 
 # -- wire helpers --------------------------------------------------------------
-
-
-def js(payload: Any) -> bytes:
-    """Compact JSON, UTF-8 kept raw (as the servers write it)."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def data(payload: Any) -> bytes:
-    return b"data: " + js(payload) + b"\n\n"
-
-
-def event(name: str, payload: Any) -> bytes:
-    return b"event: " + name.encode() + b"\n" + data(payload)
-
-
-DONE = b"data: [DONE]\n\n"
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ from provider_agent.backend import (
 from provider_agent.cli import main
 
 from .server import Reply, ScriptedServer
+from .sse import DONE
 
-DONE = b"data: [DONE]\n\n"
 KEY = "sk-or-v1-SECRET42"
 
 

@@ -8,7 +8,6 @@ relay's output can be compared with what the upstream sent, byte for byte.
 from __future__ import annotations
 
 import gc
-import json
 import threading
 import time
 from typing import Any, Dict, Iterator, List, Tuple
@@ -30,18 +29,13 @@ from provider_agent.backend import (
 )
 
 from .server import Reply, ScriptedServer
+from .sse import DONE
+from .sse import data as sse
+from .sse import event as anthropic
 
 CHAT = "/v1/chat/completions"
 MESSAGES = "/v1/messages"
 PAUSE = 0.1  # between writes that must arrive as separate reads
-
-
-def sse(payload: Any) -> bytes:
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
-
-
-def anthropic(name: str, payload: Any) -> bytes:
-    return b"event: " + name.encode() + b"\n" + sse(payload)
 
 
 def delta(text: str, finish: Any = None) -> bytes:
@@ -56,7 +50,6 @@ USAGE = sse(
         "usage": {"prompt_tokens": 12, "completion_tokens": 28, "total_tokens": 40},
     }
 )
-DONE = b"data: [DONE]\n\n"
 A_START = anthropic(
     "message_start",
     {

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import random
 import tracemalloc
-from typing import Any, Iterable, List, Optional, Tuple
+from typing import Any, Iterable, List, Tuple
 
 import pytest
 
@@ -17,13 +17,12 @@ from provider_agent.backend import WireFormat
 from provider_agent.backend._replies import describe_error
 from provider_agent.backend.usage import MAX_PENDING, UsageParser
 
+from .sse import DONE
+from .sse import data as sse
+from .sse import event as anthropic
+
 OPENAI = WireFormat.OPENAI
 ANTHROPIC = WireFormat.ANTHROPIC
-
-
-def sse(payload: Any, event: Optional[str] = None) -> bytes:
-    head = b"event: " + event.encode() + b"\n" if event else b""
-    return head + b"data: " + json.dumps(payload).encode() + b"\n\n"
 
 
 def delta(text: str) -> bytes:
@@ -43,8 +42,6 @@ def usage_chunk(prompt: int, completion: int) -> bytes:
         }
     )
 
-
-DONE = b"data: [DONE]\n\n"
 
 #: An OpenAI stream with everything a real one may carry: comments, keep-alives,
 #: an ``event:`` line, non-JSON data, non-object JSON, invalid UTF-8, and the usage
@@ -66,10 +63,6 @@ OPENAI_STREAM = b"".join(
         DONE,
     ]
 )
-
-
-def anthropic(name: str, payload: Any) -> bytes:
-    return sse(payload, event=name)
 
 
 def message_start(input_tokens: int) -> bytes:
