@@ -118,7 +118,17 @@ def test_importing_the_library_does_not_import_click() -> None:
 
 
 def test_the_package_ships_py_typed() -> None:
+    """In the installed distribution, not only in the source tree (tox installs
+    the built package; an editable install has only the tree to show)."""
+    import importlib.metadata
     import importlib.resources
+    import json
 
-    files = importlib.resources.files("provider_agent")
-    assert files.joinpath("py.typed").is_file()
+    dist = importlib.metadata.distribution("provider-agent")
+    direct = json.loads(dist.read_text("direct_url.json") or "{}")
+    if direct.get("dir_info", {}).get("editable"):
+        files = importlib.resources.files("provider_agent")
+        assert files.joinpath("py.typed").is_file()
+    else:
+        shipped = [str(f) for f in dist.files or []]
+        assert "provider_agent/py.typed" in shipped, shipped
