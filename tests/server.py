@@ -40,6 +40,11 @@ class Reply:
     def request(self) -> Request:
         return self._h.recorded
 
+    @property
+    def nth_on_connection(self) -> int:
+        """1 for the first request on its connection, 2 for the next, ..."""
+        return self._h.served
+
     def start(
         self,
         status: int = 200,
@@ -191,6 +196,7 @@ class ScriptedServer:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     recorded: Request
+    served = 0  # requests read on this connection
 
     def setup(self) -> None:
         super().setup()
@@ -208,6 +214,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         path = self.path
         self.recorded = Request(self.command, path, dict(self.headers.items()), body)
+        self.served += 1
         scripted.requests.append(self.recorded)
         route = scripted.routes.get((self.command, path.split("?", 1)[0]))
         if route is None:

@@ -11,7 +11,7 @@ import warnings
 
 import pytest
 
-from provider_agent.backend import Job, LlamaCppBackend
+from provider_agent.backend import Job, LlamaCppBackend, TransportError
 
 from .server import ScriptedServer
 
@@ -147,3 +147,46 @@ def test_concurrent_jobs_share_one_backend(
     # No "connection pool is full" warnings below max_connections.
     assert [r.getMessage() for r in caplog.records] == []
     backend.close()
+
+
+def _closing_kept_alive_connections(server: ScriptedServer) -> None:
+    """Answers the first request on each connection; closes the connection on
+    the next one without a reply, as llama-server does after every stream
+    (it advertises keep-alive, then closes)."""
+
+    def route(reply) -> None:
+        if reply.nth_on_connection > 1:
+            reply.close()
+            return
+        reply.start()
+        for event in EVENTS:
+            reply.write(event)
+        reply.end()
+
+    server.route("POST", "/v1/chat/completions", route)
+
+
+def test_a_request_on_a_connection_the_server_closed_goes_out_again(
+    server: ScriptedServer,
+) -> None:
+    _closing_kept_alive_connections(server)
+    with LlamaCppBackend(server.url) as backend:
+        for n in range(3):
+            job = Job.new("m", {"messages": [], "n": n})
+            with backend.execute(job) as stream:
+                assert b"".join(stream) == b"".join(EVENTS)
+    # Jobs 2 and 3 each went out on a pooled connection the server then
+    # closed unanswered, and again, with the same body, on a new one.
+    bodies = [request.json()["n"] for request in server.requests]
+    assert bodies == [0, 1, 1, 2, 2]
+    assert server.connections == 3
+
+
+def test_a_new_connection_closed_without_a_reply_is_not_retried(
+    server: ScriptedServer,
+) -> None:
+    server.route("POST", "/v1/chat/completions", lambda reply: reply.close())
+    with LlamaCppBackend(server.url) as backend:
+        with pytest.raises(TransportError, match="closed connection without"):
+            backend.execute(Job.new("m", {"messages": []}))
+    assert len(server.requests) == 1

@@ -43,6 +43,11 @@ NETWORK_ERRORS: Tuple[Type[BaseException], ...] = (
     OSError,
 )
 
+#: How often a request goes out again after its kept-alive connection turned
+#: out to be closed by the server (each retry takes another pooled connection,
+#: which may be stale too, or opens a new one).
+STALE_RETRIES = 2
+
 #: How much one read of a stream asks for; it returns whatever has arrived.
 READ_SIZE = 65536
 
@@ -61,6 +66,7 @@ class _WatchedConnection:
 
     sock: Any
     _watch: Optional[Watch] = None
+    _replies = 0  # replies read on this connection so far
 
     def _attach(self) -> None:
         watch = getattr(_current, "watch", None)
@@ -79,11 +85,14 @@ class _WatchedConnection:
 
     def request(self, *args: Any, **kwargs: Any) -> Any:
         self._attach()  # a reused connection; a new one attaches in connect()
+        _current.reused = self._replies > 0
         return super().request(*args, **kwargs)  # type: ignore[misc]
 
     def getresponse(self, *args: Any, **kwargs: Any) -> Any:
         self._attach()
-        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+        response = super().getresponse(*args, **kwargs)  # type: ignore[misc]
+        self._replies += 1
+        return response
 
 
 class _PoolReturn:
@@ -285,21 +294,34 @@ class Transport:
         _current.watch = watch
         error: Optional[BackendError] = None
         try:
-            response = self.session.request(
-                method,
-                url,
-                data=body,
-                headers=headers,
-                params=params,
-                timeout=(connect, read),
-                stream=True,
-                allow_redirects=False,
-            )
-        except NETWORK_ERRORS as exc:
-            watch.finish()
-            error = self._error(exc, watch)
+            for attempt in range(STALE_RETRIES + 1):
+                _current.reused = False
+                try:
+                    response = self.session.request(
+                        method,
+                        url,
+                        data=body,
+                        headers=headers,
+                        params=params,
+                        timeout=(connect, read),
+                        stream=True,
+                        allow_redirects=False,
+                    )
+                    break
+                except NETWORK_ERRORS as exc:
+                    if attempt < STALE_RETRIES and self._stale(exc, watch):
+                        log.debug(
+                            "%s closed a kept-alive connection before replying; "
+                            "sending again on a new one",
+                            self.backend_id,
+                        )
+                        continue
+                    watch.finish()
+                    error = self._error(exc, watch)
+                    break
         finally:
             _current.watch = None
+            _current.reused = False
         if error is not None:
             raise error  # outside the handler: no implicit context to leak
         log.debug(
@@ -311,6 +333,21 @@ class Transport:
             watch.elapsed_ms(),
         )
         return response
+
+    @staticmethod
+    def _stale(exc: BaseException, watch: Watch) -> bool:
+        """Whether the request failed only because the server had closed the
+        kept-alive connection it went out on, before any reply: the keep-alive
+        race (a server closing after its reply, or at its idle timeout, while
+        the next request is already on the way). The request was not served,
+        so it is sent again, on a new connection. A new connection failing,
+        or a deadline or cancel, is never retried."""
+        if not getattr(_current, "reused", False) or watch.stop_error("-") is not None:
+            return False
+        return isinstance(
+            _root_cause(exc),
+            (ConnectionResetError, BrokenPipeError, ConnectionAbortedError),
+        )
 
     def read_chunk(
         self, response: requests.Response, watch: Watch, relayed: int
