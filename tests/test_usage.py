@@ -65,7 +65,7 @@ OPENAI_STREAM = b"".join(
 )
 
 
-def message_start(input_tokens: int) -> bytes:
+def message_start(input_tokens: int, **cache: int) -> bytes:
     return anthropic(
         "message_start",
         {
@@ -75,7 +75,7 @@ def message_start(input_tokens: int) -> bytes:
                 "type": "message",
                 "role": "assistant",
                 "content": [],
-                "usage": {"input_tokens": input_tokens, "output_tokens": 0},
+                "usage": {"input_tokens": input_tokens, "output_tokens": 0, **cache},
             },
         },
     )
@@ -457,8 +457,26 @@ def test_anthropic_delta_with_output_only_keeps_message_start_input():
     assert outcome(parser) == (12, 28, True, None)
 
 
+def test_anthropic_input_counts_the_prompt_cache_too():
+    # llama.cpp, on a repeated prompt: one new token, the rest from its cache.
+    start = message_start(1, cache_read_input_tokens=28)
+    parser = parse(ANTHROPIC, [start, TEXT, message_delta(output_tokens=2), STOP])
+    assert outcome(parser) == (29, 2, True, None)
+    start = message_start(3, cache_creation_input_tokens=10, cache_read_input_tokens=5)
+    parser = parse(ANTHROPIC, [start, message_delta(output_tokens=1), STOP])
+    assert outcome(parser) == (18, 1, True, None)
+
+
+def test_anthropic_cache_counts_without_input_tokens_are_not_a_count():
+    start = message_start(0)
+    start = start.replace(b'"input_tokens":0', b'"input_tokens":null')
+    start = start.replace(b'"output_tokens":0', b'"cache_read_input_tokens":7')
+    parser = parse(ANTHROPIC, [start, message_delta(output_tokens=1), STOP])
+    assert outcome(parser) == (None, 1, True, None)
+
+
 def test_anthropic_without_message_start():
-    # llama.cpp's real stream: no message_start, output tokens only.
+    # llama.cpp's real stream when it generated no text: no message_start.
     parser = parse(ANTHROPIC, [b":\n\n", TEXT, message_delta(output_tokens=2), STOP])
     assert outcome(parser) == (None, 2, True, None)
 

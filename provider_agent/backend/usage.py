@@ -9,7 +9,10 @@ OpenAI streams end with ``data: [DONE]``; usage is the ``usage`` object of the f
 chunk (``prompt_tokens``, ``completion_tokens``). Anthropic streams end with a
 ``message_stop`` event; input tokens come from ``message_start`` and output tokens
 (sometimes input too) from ``message_delta``: the larger value wins, because some
-servers send an estimate first and some (llama.cpp) send no ``message_start`` at all.
+servers send an estimate first and llama.cpp sends no ``message_start`` when no text
+was generated. Input tokens include the prompt-cache fields
+(``cache_read_input_tokens``, ``cache_creation_input_tokens``), as OpenAI's
+``prompt_tokens`` does.
 An ``error`` object in a data event, or an ``error`` event, is an in-band error.
 """
 
@@ -38,6 +41,23 @@ def _larger(old: Optional[int], new: Optional[int]) -> Optional[int]:
     if new is None:
         return old
     return new if old is None else max(old, new)
+
+
+def _anthropic_input(usage: dict) -> Optional[int]:  # type: ignore[type-arg]
+    """All the prompt's tokens: Anthropic counts those read from or written to
+    the prompt cache apart from ``input_tokens`` (llama.cpp does too), where
+    OpenAI's ``prompt_tokens`` includes them."""
+    counts = [
+        as_int(usage.get(field), 0)
+        for field in (
+            "input_tokens",
+            "cache_read_input_tokens",
+            "cache_creation_input_tokens",
+        )
+    ]
+    if counts[0] is None:
+        return None
+    return sum(count or 0 for count in counts)
 
 
 class UsageParser:
@@ -130,9 +150,7 @@ class UsageParser:
 
     def _anthropic_usage(self, usage: Any) -> None:
         if isinstance(usage, dict):
-            self.input_tokens = _larger(
-                self.input_tokens, as_int(usage.get("input_tokens"), 0)
-            )
+            self.input_tokens = _larger(self.input_tokens, _anthropic_input(usage))
             self.output_tokens = _larger(
                 self.output_tokens, as_int(usage.get("output_tokens"), 0)
             )
