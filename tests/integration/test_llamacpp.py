@@ -1,0 +1,253 @@
+"""The SDK against a live llama.cpp ``llama-server`` built from source, serving
+a tiny random-weight GGUF with ``-c 512 -np 2`` (two slots of 256 tokens)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+
+from provider_agent.backend import (
+    BackendTimeoutError,
+    BadStatusError,
+    Job,
+    JobCancelledError,
+    LlamaCppBackend,
+    WireFormat,
+)
+
+from .conftest import LLAMA_CTX, LLAMA_SLOTS, llama_engine
+from .engines import Engine
+from .helpers import (
+    Background,
+    chat,
+    events,
+    eventually,
+    get_json,
+    payloads,
+    relay,
+    tapped,
+)
+from .tap import Tap, bodies
+
+pytestmark = pytest.mark.integration
+
+MODEL = "tiny"  # a single-model llama-server answers whatever name is asked
+
+
+def busy_slots(url: str) -> List[int]:
+    """The ids of the slots llama-server says are generating now (``/slots``)."""
+    return [slot["id"] for slot in get_json(url + "/slots") if slot["is_processing"]]
+
+
+def long_job(**options: Any) -> Job:
+    # 20,000 tokens: seconds of generation, thanks to --context-shift.
+    return chat(MODEL, max_tokens=20_000, **options)
+
+
+def test_health_is_reachable_with_a_latency(llamacpp: LlamaCppBackend) -> None:
+    health = llamacpp.health()
+    assert health.reachable, health.last_error
+    assert health.last_error is None
+    assert isinstance(health.latency_ms, int) and 0 <= health.latency_ms < 5000
+
+
+def test_health_says_loading_while_the_model_loads(
+    llama_server_binary: Path, tiny_gguf: Path
+) -> None:
+    # llama-server listens before it has loaded the model and answers 503
+    # meanwhile: for a few tens of milliseconds with the tiny model.
+    engine = llama_engine(llama_server_binary, tiny_gguf, name="llama-loading")
+    seen: List[str] = []
+    with LlamaCppBackend(engine.url) as backend:
+        engine.spawn()
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                health = backend.health()
+                if health.reachable:
+                    break
+                seen.append(health.last_error or "")
+            assert health.reachable, engine.log_tail()
+        finally:
+            engine.stop()
+    assert any("loading (HTTP 503)" in error for error in seen), seen
+    # Before the port opened: unreachable, saying why.
+    assert all("loading" in error or "refused" in error for error in seen), seen
+
+
+def test_list_models_reports_the_per_slot_window(
+    llama: Engine, llamacpp: LlamaCppBackend
+) -> None:
+    (card,) = get_json(llama.url + "/v1/models")["data"]
+    assert card["meta"]["n_ctx"] == LLAMA_CTX // LLAMA_SLOTS == 256
+    assert card["meta"]["n_ctx_train"] == 512  # the model's, not a request's
+    (model,) = llamacpp.list_models()
+    assert model.model_id == card["id"]
+    assert model.context_window == 256
+    assert model.native is True
+
+
+def test_openai_stream_is_relayed_verbatim(llama: Engine) -> None:
+    job = chat(MODEL, max_tokens=12)
+    head, sent, relayed, result = tapped(LlamaCppBackend, llama.port, job)
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b"server: llama.cpp" in head.lower()
+    assert relayed == sent
+    assert relayed.endswith(b"data: [DONE]\n\n")
+    chunks = payloads(relayed)
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert chunks[-2]["choices"][0]["finish_reason"] == "length"
+    # The usage chunk carries llama.cpp's own ``timings`` beside ``usage``.
+    final = chunks[-1]
+    assert final["choices"] == []
+    usage, timings = final["usage"], final["timings"]
+    assert usage["completion_tokens"] == timings["predicted_n"] == 12
+    assert usage["prompt_tokens"] == timings["prompt_n"] + timings["cache_n"]
+    assert result.input_tokens == usage["prompt_tokens"] > 0
+    assert result.output_tokens == usage["completion_tokens"]
+    assert result.bytes_relayed == len(sent)
+
+
+def anthropic_usage(raw: bytes) -> Dict[str, Any]:
+    """The usage the stream itself states: input only where a message_start
+    came (this llama-server omits it when no text was generated)."""
+    found: Dict[str, Any] = {"input": None, "output": None}
+    for event in payloads(raw):
+        if event["type"] == "message_start":
+            usage = event["message"]["usage"]
+            found["input"] = (
+                usage["input_tokens"]
+                + usage.get("cache_read_input_tokens", 0)
+                + usage.get("cache_creation_input_tokens", 0)
+            )
+        elif event["type"] == "message_delta":
+            assert "input_tokens" not in event["usage"]  # llama.cpp sends output only
+            found["output"] = event["usage"]["output_tokens"]
+    return found
+
+
+@pytest.mark.parametrize("prompt", ["hello world", "count one two three", "zz"])
+def test_anthropic_stream_is_relayed_verbatim(llama: Engine, prompt: str) -> None:
+    job = chat(MODEL, prompt, max_tokens=6, wire_format=WireFormat.ANTHROPIC)
+    _, sent, relayed, result = tapped(LlamaCppBackend, llama.port, job)
+    assert relayed == sent
+    names = [name for name, _ in events(relayed)]
+    assert names[-2:] == ["message_delta", "message_stop"]
+    assert b"[DONE]" not in relayed
+    expected = anthropic_usage(relayed)
+    assert expected["output"] == 6
+    assert result.output_tokens == expected["output"]
+    assert result.input_tokens == expected["input"]
+
+
+def test_a_single_model_server_answers_any_model_name(
+    llamacpp: LlamaCppBackend, tiny_gguf: Path
+) -> None:
+    # Outside router mode llama-server ignores ``model``: no ModelNotFoundError.
+    chunks, result = relay(llamacpp, chat("no-such-model", max_tokens=2))
+    assert result.output_tokens == 2
+    assert payloads(b"".join(chunks))[0]["model"].endswith(tiny_gguf.name)
+
+
+def test_a_bad_request_is_a_bad_status_and_the_next_job_runs(
+    llamacpp: LlamaCppBackend,
+) -> None:
+    bad = Job.new(MODEL, {"messages": "not a list"})
+    with pytest.raises(BadStatusError) as caught:
+        llamacpp.execute(bad)
+    assert caught.value.status == 400
+    assert "Expected 'messages' to be an array" in str(caught.value)
+    # llama-server closed that connection; the next job gets a fresh one.
+    _, result = relay(llamacpp, chat(MODEL, max_tokens=2))
+    assert result.output_tokens == 2
+
+
+def test_deadline_cuts_a_long_generation(
+    llama: Engine, llamacpp: LlamaCppBackend
+) -> None:
+    chunks: List[bytes] = []
+    started = time.monotonic()
+    with pytest.raises(BackendTimeoutError) as caught:
+        llamacpp.run(long_job(deadline_ms=500), chunks.append)
+    elapsed = time.monotonic() - started
+    assert chunks, "tokens arrive within milliseconds; the deadline cut the stream"
+    # A socket timeout cut to the deadline may wake a millisecond or two early.
+    assert 0.49 <= elapsed < 2.5, elapsed
+    assert llamacpp.id in str(caught.value)
+    # llama-server notices the closed connection and frees the slot.
+    assert eventually(lambda: not busy_slots(llama.url), 5), busy_slots(llama.url)
+
+
+def test_cancel_from_another_thread_frees_the_slot(
+    llama: Engine, llamacpp: LlamaCppBackend
+) -> None:
+    job = long_job()
+    running = Background(llamacpp, job)
+    assert running.first_chunk.wait(30), "no token arrived"
+    assert busy_slots(llama.url), "the job should be generating"
+    assert llamacpp.cancel(job.job_id) is True
+    running.join(5)
+    assert isinstance(running.error, JobCancelledError), running.error
+    assert eventually(lambda: not busy_slots(llama.url), 5), busy_slots(llama.url)
+    started = time.monotonic()
+    _, result = relay(llamacpp, chat(MODEL, max_tokens=4))
+    assert result.output_tokens == 4
+    assert time.monotonic() - started < 2
+
+
+def test_wrong_key_is_an_auth_error(llama_keyed: Engine, llama_key: str) -> None:
+    wrong = "wrong-" + llama_key
+    with LlamaCppBackend(llama_keyed.url, api_key=wrong) as backend:
+        # /health is open to all on llama-server: it cannot judge the key.
+        assert backend.health().reachable
+        errors = []
+        with pytest.raises(BadStatusError) as caught:
+            backend.list_models()
+        errors.append(caught.value)
+        for wire_format in WireFormat:
+            with pytest.raises(BadStatusError) as caught:
+                backend.execute(chat(MODEL, wire_format=wire_format))
+            errors.append(caught.value)
+    for error in errors:
+        assert error.status == 401
+        assert "API key rejected" in str(error) and "Invalid API Key" in str(error)
+        assert wrong not in str(error) and wrong not in repr(error)
+        assert wrong not in error.body
+
+
+def test_right_key_works_on_both_routes(llama_keyed: Engine, llama_key: str) -> None:
+    with LlamaCppBackend(llama_keyed.url, api_key=llama_key) as backend:
+        assert backend.list_models()[0].context_window == 256
+        for wire_format in WireFormat:
+            job = chat(MODEL, max_tokens=3, wire_format=wire_format)
+            _, result = relay(backend, job)
+            assert result.output_tokens == 3
+
+
+def test_a_hundred_jobs_in_a_row_leave_no_socket_behind(llama: Engine) -> None:
+    # This llama-server closes the connection after every streamed reply, yet
+    # answers ``Keep-Alive: timeout=5, max=100`` and no ``Connection: close``.
+    # A job that goes out on such a connection before its close is seen is
+    # sent again on a new one: all 100 succeed.
+    tap = Tap(llama.port)
+    try:
+        with LlamaCppBackend(tap.url) as backend:
+            for _ in range(100):
+                _, result = relay(backend, chat(MODEL, max_tokens=2))
+                assert result.output_tokens == 2
+            # Every connection but the last is closed (the last one closes as
+            # the engine's reply ends): nothing piles up.
+            assert eventually(
+                lambda: sum(not c.closed.is_set() for c in tap.connections) == 0, 5
+            )
+        replies = [r for c in tap.connections for r in bodies(bytes(c.upstream))]
+        assert len(replies) == 100
+        assert all(b"keep-alive: timeout=5" in head.lower() for head, _ in replies)
+        assert not any(b"connection: close" in head.lower() for head, _ in replies)
+        # One connection per job, give or take those the keep-alive race cost.
+        assert 100 <= len(tap.connections) <= 110
+    finally:
+        tap.close()
