@@ -116,7 +116,8 @@ class JobResult(DataClassJsonMixin):
     """What a finished job reports.
 
     Token counts are advisory: read from the stream's own usage events when it has
-    them, otherwise None. ``duration_ms`` runs from the call to the end of the stream;
+    them, otherwise None. ``input_tokens`` is the whole prompt, prompt-cache reads
+    included, in both wire formats. ``duration_ms`` runs from the call to the end of the stream;
     ``first_byte_ms`` to the first body byte; ``bytes_relayed`` counts the body.
     """
 
