@@ -117,8 +117,9 @@ class JobResult(DataClassJsonMixin):
 
     Token counts are advisory: read from the stream's own usage events when it has
     them, otherwise None. ``input_tokens`` is the whole prompt, prompt-cache reads
-    included, in both wire formats. ``duration_ms`` runs from the call to the end of the stream;
-    ``first_byte_ms`` to the first body byte; ``bytes_relayed`` counts the body.
+    included, in both wire formats. ``duration_ms`` runs from the call to the end
+    of the stream; ``first_byte_ms`` to the first body byte; ``bytes_relayed``
+    counts the body.
     """
 
     input_tokens: Optional[int]
