@@ -64,6 +64,7 @@ def llama(llama_server_binary: Path, tiny_gguf: Path) -> Iterator[Engine]:
     engine = llama_engine(llama_server_binary, tiny_gguf, name="llama-server").start()
     yield engine
     engine.stop()
+    assert engine.stopped_clean, f"{engine.name} left processes or files behind"
 
 
 @pytest.fixture(scope="session")
@@ -84,6 +85,7 @@ def llama_keyed(
     ).start()
     yield engine
     engine.stop()
+    assert engine.stopped_clean, f"{engine.name} left processes or files behind"
 
 
 @pytest.fixture
@@ -138,6 +140,7 @@ def vllm(vllm_key: str) -> Iterator[Engine]:
     engine.start()
     yield engine
     engine.stop()
+    assert engine.stopped_clean, f"{engine.name} left processes or files behind"
 
 
 @pytest.fixture

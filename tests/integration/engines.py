@@ -70,6 +70,7 @@ class Engine:
         self.process: Optional[subprocess.Popen[bytes]] = None
         self.health_statuses: List[int] = []
         self.spawned_at = 0.0
+        self._groups: List[int] = []
         self.started_in: Optional[float] = None
 
     def start(self) -> Engine:
@@ -127,6 +128,15 @@ class Engine:
         except OSError:
             return None  # not listening yet
 
+    @property
+    def stopped_clean(self) -> bool:
+        """No process of the engine's group is left, nor its temp directory."""
+        return (
+            self.process is None
+            and not self.tmp.exists()
+            and not any(_group_alive(pgid) for pgid in self._groups)
+        )
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             text = self.log_path.read_text(errors="replace")
@@ -137,6 +147,7 @@ class Engine:
     def stop(self, grace: float = 30.0) -> None:
         process, self.process = self.process, None
         if process is not None:
+            self._groups.append(process.pid)
             _signal_group(process.pid, signal.SIGTERM)
             try:
                 process.wait(timeout=grace)

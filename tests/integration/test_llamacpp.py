@@ -73,6 +73,7 @@ def test_health_says_loading_while_the_model_loads(
             assert health.reachable, engine.log_tail()
         finally:
             engine.stop()
+    assert engine.stopped_clean
     assert any("loading (HTTP 503)" in error for error in seen), seen
     # Before the port opened: unreachable, saying why.
     assert all("loading" in error or "refused" in error for error in seen), seen
