@@ -11,7 +11,12 @@ import warnings
 
 import pytest
 
-from provider_agent.backend import Job, LlamaCppBackend, TransportError
+from provider_agent.backend import (
+    Job,
+    LlamaCppBackend,
+    OpenRouterBackend,
+    TransportError,
+)
 
 from .server import ScriptedServer
 
@@ -190,3 +195,44 @@ def test_a_new_connection_closed_without_a_reply_is_not_retried(
         with pytest.raises(TransportError, match="closed connection without"):
             backend.execute(Job.new("m", {"messages": []}))
     assert len(server.requests) == 1
+
+
+def test_a_pooled_connection_found_dropped_then_reset_is_not_retried(
+    server: ScriptedServer,
+) -> None:
+    # The first reply is followed by a close the client sees before its next
+    # job: that job opens a new socket (on the same pooled connection object),
+    # which the server resets. A new socket's failure is never retried.
+    def route(reply) -> None:
+        if server.connections > 1:
+            reply.reset()
+            return
+        reply.start()
+        for event in EVENTS:
+            reply.write(event)
+        reply.end()
+        reply.close()
+
+    server.route("POST", "/v1/chat/completions", route)
+    with LlamaCppBackend(server.url) as backend:
+        with backend.execute(Job.new("m", {"messages": []})) as stream:
+            assert b"".join(stream) == b"".join(EVENTS)
+        time.sleep(0.2)
+        with pytest.raises(TransportError):
+            backend.execute(Job.new("m", {"messages": []}))
+    assert len(server.requests) == 2
+
+
+def test_a_remote_api_is_never_sent_a_request_twice(server: ScriptedServer) -> None:
+    # A request that reached a paid API may be billed even if no reply came.
+    server.json("GET", "/key", {"data": {}})
+    _closing_kept_alive_connections(server)
+    server.routes[("POST", "/chat/completions")] = server.routes.pop(
+        ("POST", "/v1/chat/completions")
+    )
+    with OpenRouterBackend("k", server.url) as backend:
+        with backend.execute(Job.new("m", {"messages": []})) as stream:
+            assert b"".join(stream) == b"".join(EVENTS)
+        with pytest.raises(TransportError):
+            backend.execute(Job.new("m", {"messages": []}))
+    assert len(server.requests) == 2

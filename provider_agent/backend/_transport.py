@@ -43,9 +43,10 @@ NETWORK_ERRORS: Tuple[Type[BaseException], ...] = (
     OSError,
 )
 
-#: How often a request goes out again after its kept-alive connection turned
-#: out to be closed by the server (each retry takes another pooled connection,
-#: which may be stale too, or opens a new one).
+#: How often a request to a local engine goes out again after its kept-alive
+#: connection turned out to be closed by the server (each retry takes another
+#: pooled connection, which may be stale too, or opens a new one). Remote APIs
+#: are never retried: a request that did reach them may be billed twice.
 STALE_RETRIES = 2
 
 #: How much one read of a stream asks for; it returns whatever has arrived.
@@ -80,6 +81,10 @@ class _WatchedConnection:
             watch.detach(self.sock)
 
     def connect(self) -> None:
+        # urllib3 reconnects a pooled connection it found dropped on the same
+        # object: the new socket has served nothing yet.
+        self._replies = 0
+        _current.reused = False
         super().connect()  # type: ignore[misc]
         self._attach()
 
@@ -248,8 +253,10 @@ class Transport:
         trust_env: bool,
         secret: Optional[Secret] = None,
         pool_maxsize: int = 32,
+        retry_stale: bool = False,
     ) -> None:
         self.backend_id = backend_id
+        self.retry_stale = retry_stale
         self._secret = secret
         self.base_url = base_url
         self.connect_timeout = connect_timeout
@@ -284,17 +291,14 @@ class Transport:
         read_timeout: Optional[float] = None,
     ) -> requests.Response:
         """Send a request and return once the status line and headers are in."""
-        remaining = watch.remaining()
-        connect = self.connect_timeout
         read = read_timeout if read_timeout is not None else self.read_timeout
-        if remaining is not None:
-            connect, read = min(connect, remaining), min(read, remaining)
         url = self.base_url + path
         log.debug("%s %s %s", self.backend_id, method, path)
         _current.watch = watch
         error: Optional[BackendError] = None
         try:
-            for attempt in range(STALE_RETRIES + 1):
+            retries = STALE_RETRIES if self.retry_stale else 0
+            for attempt in range(retries + 1):
                 _current.reused = False
                 try:
                     response = self.session.request(
@@ -303,13 +307,13 @@ class Transport:
                         data=body,
                         headers=headers,
                         params=params,
-                        timeout=(connect, read),
+                        timeout=self._timeouts(watch, read),
                         stream=True,
                         allow_redirects=False,
                     )
                     break
                 except NETWORK_ERRORS as exc:
-                    if attempt < STALE_RETRIES and self._stale(exc, watch):
+                    if attempt < retries and self._stale(exc, watch):
                         log.debug(
                             "%s closed a kept-alive connection before replying; "
                             "sending again on a new one",
@@ -334,15 +338,23 @@ class Transport:
         )
         return response
 
+    def _timeouts(self, watch: Watch, read: float) -> Tuple[float, float]:
+        """Connect and read timeouts for one attempt, cut to the deadline."""
+        remaining = watch.remaining()
+        if remaining is None:
+            return self.connect_timeout, read
+        return min(self.connect_timeout, remaining), min(read, remaining)
+
     @staticmethod
     def _stale(exc: BaseException, watch: Watch) -> bool:
-        """Whether the request failed only because the server had closed the
-        kept-alive connection it went out on, before any reply: the keep-alive
-        race (a server closing after its reply, or at its idle timeout, while
-        the next request is already on the way). The request was not served,
-        so it is sent again, on a new connection. A new connection failing,
-        or a deadline or cancel, is never retried."""
-        if not getattr(_current, "reused", False) or watch.stop_error("-") is not None:
+        """Whether the request failed as a request does that lost the keep-alive
+        race: it went out on a reused connection the server was closing (after
+        its last reply, or at its idle timeout) and got no reply at all. Such a
+        request was not served. A server that read it and then died looks the
+        same, which is why only local engines retry: a repeat there costs
+        compute, not money. A new connection failing, a deadline or a cancel
+        is never retried."""
+        if not getattr(_current, "reused", False) or watch.cancelled or watch.expired:
             return False
         return isinstance(
             _root_cause(exc),

@@ -134,6 +134,7 @@ class Backend:
             trust_env=not self.native,
             secret=self._key,
             pool_maxsize=max_connections,
+            retry_stale=self.native,
         )
 
     # -- identity -------------------------------------------------------------
