@@ -476,7 +476,7 @@ def test_anthropic_cache_counts_without_input_tokens_are_not_a_count():
 
 
 def test_anthropic_without_message_start():
-    # llama.cpp's real stream when it generated no text: no message_start.
+    # llama.cpp's real stream when its first token is half a character.
     parser = parse(ANTHROPIC, [b":\n\n", TEXT, message_delta(output_tokens=2), STOP])
     assert outcome(parser) == (None, 2, True, None)
 

@@ -9,8 +9,8 @@ OpenAI streams end with ``data: [DONE]``; usage is the ``usage`` object of the f
 chunk (``prompt_tokens``, ``completion_tokens``). Anthropic streams end with a
 ``message_stop`` event; input tokens come from ``message_start`` and output tokens
 (sometimes input too) from ``message_delta``: the larger value wins, because some
-servers send an estimate first and llama.cpp sends no ``message_start`` when no text
-was generated. Input tokens include the prompt-cache fields
+servers send an estimate first and llama.cpp sends no ``message_start`` when its first
+token is half a UTF-8 character. Input tokens include the prompt-cache fields
 (``cache_read_input_tokens``, ``cache_creation_input_tokens``), as OpenAI's
 ``prompt_tokens`` does.
 An ``error`` object in a data event, or an ``error`` event, is an in-band error.
