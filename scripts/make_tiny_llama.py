@@ -5,8 +5,10 @@ Runs inside the vLLM virtualenv (it needs torch, transformers, tokenizers):
     python make_tiny_llama.py DIR
 
 Hidden size 128 with 4 heads gives a head size of 32, the smallest vLLM's CPU
-attention accepts; 512 positions. The weights are seeded, so the model is the
-same on every machine. Word-level output is plain ASCII words.
+attention accepts. 4,096 positions let a generation run for seconds even at the
+tiny model's speed, long enough for a deadline or a cancel to cut it. The
+weights are seeded, so the model is the same on every machine. Word-level
+output is plain ASCII words.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+POSITIONS = 4096
 SPECIAL = ["<unk>", "<s>", "</s>", "<pad>"]
 WORDS = """
 the a an and or but if then so of to in on at by for with from up down over
@@ -49,7 +52,7 @@ def main(target: Path) -> None:
         unk_token="<unk>",
         pad_token="<pad>",
         chat_template=CHAT_TEMPLATE,
-        model_max_length=512,
+        model_max_length=POSITIONS,
     )
     config = LlamaConfig(
         vocab_size=len(vocab),
@@ -58,7 +61,7 @@ def main(target: Path) -> None:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=4,
-        max_position_embeddings=512,
+        max_position_embeddings=POSITIONS,
         bos_token_id=vocab["<s>"],
         eos_token_id=vocab["</s>"],
         pad_token_id=vocab["<pad>"],

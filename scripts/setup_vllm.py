@@ -41,7 +41,8 @@ def python_path() -> Path:
 
 
 def model_path() -> Path:
-    return home() / "tiny-llama"
+    """The test model; its name changes whenever make_tiny_llama.py does."""
+    return home() / "tiny-llama-4k"
 
 
 def prepare() -> Path:
@@ -49,17 +50,20 @@ def prepare() -> Path:
     root = home()
     finished = root / "finished"
     with locked(root):
-        if finished.exists() and python_path().exists() and model_path().exists():
-            return python_path()
-        shutil.rmtree(root, ignore_errors=True)
-        root.mkdir(parents=True)
-        run([_python311(), "-m", "venv", root / "venv"])
-        pip = [python_path(), "-m", "pip"]
-        run([*pip, "install", "--quiet", "--upgrade", "pip"])
-        run([*pip, "install", "--quiet", "--progress-bar", "off", *REQUIREMENTS])
-        run([*pip, "uninstall", "--yes", *UNWANTED])
-        run([python_path(), HERE / "make_tiny_llama.py", model_path()])
-        finished.write_text(VERSION + "\n")
+        if not (finished.exists() and python_path().exists()):
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir(parents=True)
+            run([_python311(), "-m", "venv", root / "venv"])
+            pip = [python_path(), "-m", "pip"]
+            run([*pip, "install", "--quiet", "--upgrade", "pip"])
+            run([*pip, "install", "--quiet", "--progress-bar", "off", *REQUIREMENTS])
+            run([*pip, "uninstall", "--yes", *UNWANTED])
+            finished.write_text(VERSION + "\n")
+        if not model_path().exists():
+            partial = model_path().with_name(model_path().name + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            run([python_path(), HERE / "make_tiny_llama.py", partial])
+            partial.rename(model_path())
     return python_path()
 
 

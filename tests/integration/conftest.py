@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, List
 
 import pytest
 
@@ -21,7 +21,7 @@ from .engines import Engine, free_port, script
 #: llama.cpp splits -c across -np slots: each slot (each request) gets 256 tokens.
 LLAMA_CTX = 512
 LLAMA_SLOTS = 2
-VLLM_MAX_MODEL_LEN = 512
+VLLM_MAX_MODEL_LEN = 4096
 VLLM_MODEL = "tiny"
 
 
@@ -166,3 +166,11 @@ class _NoSkips:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_NoSkips(), "integration-no-skips")
+
+
+def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
+    # The per-test timeout bounds each test, not the engines' start (vLLM needs
+    # about a minute, bounded by its own ``ready_within``) nor their stop.
+    for item in items:
+        if item.nodeid.startswith("tests/integration/"):
+            item.add_marker(pytest.mark.timeout(120, func_only=True))

@@ -75,8 +75,8 @@ class Engine:
 
     def start(self) -> Engine:
         """Spawn the engine and wait until its health route answers 200."""
-        self.spawn()
         try:
+            self.spawn()
             self._wait_ready(self.spawned_at)
         except BaseException:
             self.stop()
@@ -110,8 +110,8 @@ class Engine:
             status = self._health_status()
             if status is not None:
                 self.health_statuses.append(status)
-                if status == 200:
-                    return
+                if status == 200 and self.process.poll() is None:
+                    return  # and not another server that took the port first
             if time.monotonic() - started > self.ready_within:
                 raise RuntimeError(
                     f"{self.name} was not ready within {self.ready_within:.0f} s; "
@@ -158,7 +158,8 @@ class Engine:
             deadline = time.monotonic() + grace
             while _group_alive(process.pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            _signal_group(process.pid, signal.SIGKILL)
+            if _group_alive(process.pid):
+                _signal_group(process.pid, signal.SIGKILL)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __repr__(self) -> str:

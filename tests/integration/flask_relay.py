@@ -41,12 +41,15 @@ def create_app(backend: Backend) -> Flask:
         relayed.append(copy)
 
         def chunks() -> Iterator[bytes]:
-            with stream:
-                for chunk in stream:
-                    copy.extend(chunk)
-                    yield chunk
+            for chunk in stream:
+                copy.extend(chunk)
+                yield chunk
 
-        return Response(chunks(), mimetype="text/event-stream")
+        response = Response(chunks(), mimetype="text/event-stream")
+        # Also when the client leaves before the first chunk, and the generator
+        # never starts: the upstream stream is closed, the engine stops.
+        response.call_on_close(stream.close)
+        return response
 
     app.add_url_rule(
         "/v1/chat/completions",

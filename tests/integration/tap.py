@@ -29,9 +29,11 @@ class Tap:
         self.port = int(self.listener.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         self.connections: List[Connection] = []
+        self._sockets: List[socket.socket] = []
         self._lock = threading.Lock()
         self._running = True
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._acceptor = threading.Thread(target=self._accept, daemon=True)
+        self._acceptor.start()
 
     def _accept(self) -> None:
         while self._running:
@@ -45,6 +47,7 @@ class Tap:
             record = Connection()
             with self._lock:
                 self.connections.append(record)
+                self._sockets += [client, engine]
             done = threading.Barrier(2, action=record.closed.set)
             for source, sink, log in (
                 (engine, client, record.upstream),
@@ -60,8 +63,21 @@ class Tap:
             return [bytes(c.upstream) for c in self.connections]
 
     def close(self) -> None:
+        """Stop listening and cut every connection still open."""
         self._running = False
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        except OSError:
+            pass
         self.listener.close()
+        self._acceptor.join(5)
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 def _pump(

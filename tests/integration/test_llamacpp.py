@@ -3,6 +3,7 @@ a tiny random-weight GGUF with ``-c 512 -np 2`` (two slots of 256 tokens)."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any, Dict, List
@@ -26,6 +27,7 @@ from .helpers import (
     events,
     eventually,
     get_json,
+    openai_text,
     payloads,
     relay,
     tapped,
@@ -85,6 +87,8 @@ def test_list_models_reports_the_per_slot_window(
     (card,) = get_json(llama.url + "/v1/models")["data"]
     assert card["meta"]["n_ctx"] == LLAMA_CTX // LLAMA_SLOTS == 256
     assert card["meta"]["n_ctx_train"] == 512  # the model's, not a request's
+    # ...and what each slot really has.
+    assert [slot["n_ctx"] for slot in get_json(llama.url + "/slots")] == [256, 256]
     (model,) = llamacpp.list_models()
     assert model.model_id == card["id"]
     assert model.context_window == 256
@@ -99,7 +103,12 @@ def test_openai_stream_is_relayed_verbatim(llama: Engine) -> None:
     assert relayed == sent
     assert relayed.endswith(b"data: [DONE]\n\n")
     chunks = payloads(relayed)
-    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    roles = [
+        i
+        for i, c in enumerate(chunks)
+        if c["choices"] and "role" in c["choices"][0]["delta"]
+    ]
+    assert roles in ([0], [])  # see the next test for when it is missing
     assert chunks[-2]["choices"][0]["finish_reason"] == "length"
     # The usage chunk carries llama.cpp's own ``timings`` beside ``usage``.
     final = chunks[-1]
@@ -112,9 +121,33 @@ def test_openai_stream_is_relayed_verbatim(llama: Engine) -> None:
     assert result.bytes_relayed == len(sent)
 
 
+@pytest.mark.parametrize(
+    ("grammar", "role_chunk"),
+    [('root ::= [a-z ]+ "."', True), ('root ::= "é" [a-z ]+ "."', False)],
+)
+def test_openai_role_chunk_rides_on_a_whole_first_token(
+    llama: Engine, grammar: str, role_chunk: bool
+) -> None:
+    # llama.cpp sends the role chunk with the first token's text. "é" is not in
+    # the vocabulary: the grammar forces its first byte token, half a
+    # character, which the server holds back, and the role chunk never comes.
+    job = chat(MODEL, max_tokens=6, grammar=grammar)
+    _, sent, relayed, result = tapped(LlamaCppBackend, llama.port, job)
+    assert relayed == sent
+    chunks = payloads(relayed)
+    first = chunks[0]["choices"][0]["delta"]
+    assert ("role" in first) is role_chunk
+    assert not any(
+        "role" in c["choices"][0]["delta"] for c in chunks[1:] if c["choices"]
+    )
+    assert openai_text(relayed).startswith("é") is not role_chunk
+    assert result.output_tokens == 6
+    assert relayed.endswith(b"data: [DONE]\n\n")
+
+
 def anthropic_usage(raw: bytes) -> Dict[str, Any]:
     """The usage the stream itself states: input only where a message_start
-    came (this llama-server omits it when no text was generated)."""
+    came (this llama-server omits it when the first token is half a character)."""
     found: Dict[str, Any] = {"input": None, "output": None}
     for event in payloads(raw):
         if event["type"] == "message_start":
@@ -142,6 +175,27 @@ def test_anthropic_stream_is_relayed_verbatim(llama: Engine, prompt: str) -> Non
     assert expected["output"] == 6
     assert result.output_tokens == expected["output"]
     assert result.input_tokens == expected["input"]
+
+
+def test_anthropic_input_tokens_count_the_prompt_cache(
+    llamacpp: LlamaCppBackend,
+) -> None:
+    # The OpenAI route states the whole prompt; the Anthropic route splits the
+    # same prompt into new and cached tokens, and the SDK adds them up again.
+    prompt = "say hello world once and twice"
+    _, openai = relay(llamacpp, chat(MODEL, prompt, max_tokens=1))
+    starts = []
+    for _ in range(5):  # message_start may be missing; the cache is warm
+        job = chat(MODEL, prompt, max_tokens=8, wire_format=WireFormat.ANTHROPIC)
+        chunks, result = relay(llamacpp, job)
+        found = [e for e in payloads(b"".join(chunks)) if e["type"] == "message_start"]
+        if found:
+            starts.append((found[0]["message"]["usage"], result))
+    assert starts, "no message_start in five streams of eight tokens"
+    for usage, result in starts:
+        assert usage["cache_read_input_tokens"] > 0
+        assert result.input_tokens == openai.input_tokens
+        assert result.input_tokens > usage["input_tokens"]
 
 
 def test_a_single_model_server_answers_any_model_name(
@@ -175,8 +229,9 @@ def test_deadline_cuts_a_long_generation(
         llamacpp.run(long_job(deadline_ms=500), chunks.append)
     elapsed = time.monotonic() - started
     assert chunks, "tokens arrive within milliseconds; the deadline cut the stream"
-    # A socket timeout cut to the deadline may wake a millisecond or two early.
-    assert 0.49 <= elapsed < 2.5, elapsed
+    # Loose bounds: a socket timeout cut to the deadline may wake a millisecond
+    # early, a busy machine may run the test late; the generation takes ~10 s.
+    assert 0.49 <= elapsed < 4.0, elapsed
     assert llamacpp.id in str(caught.value)
     # llama-server notices the closed connection and frees the slot.
     assert eventually(lambda: not busy_slots(llama.url), 5), busy_slots(llama.url)
@@ -196,7 +251,7 @@ def test_cancel_from_another_thread_frees_the_slot(
     started = time.monotonic()
     _, result = relay(llamacpp, chat(MODEL, max_tokens=4))
     assert result.output_tokens == 4
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 5  # not after the 20,000 tokens
 
 
 def test_wrong_key_is_an_auth_error(llama_keyed: Engine, llama_key: str) -> None:
@@ -228,27 +283,49 @@ def test_right_key_works_on_both_routes(llama_keyed: Engine, llama_key: str) -> 
             assert result.output_tokens == 3
 
 
-def test_a_hundred_jobs_in_a_row_leave_no_socket_behind(llama: Engine) -> None:
+def socket_count() -> int:
+    """Sockets this test process holds open (Linux ``/proc``)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+        except OSError:
+            pass  # closed while listing
+    return count
+
+
+def test_a_hundred_jobs_in_a_row_leave_the_socket_count_flat(llama: Engine) -> None:
+    with LlamaCppBackend(llama.url) as backend:
+        _, result = relay(backend, chat(MODEL, max_tokens=2))
+        before = socket_count()
+        counts = []
+        for _ in range(100):
+            _, result = relay(backend, chat(MODEL, max_tokens=2))
+            assert result.output_tokens == 2
+            counts.append(socket_count())
+    assert max(counts) <= before + 1, (before, counts)
+
+
+def test_each_streamed_reply_closes_its_connection(llama: Engine) -> None:
     # This llama-server closes the connection after every streamed reply, yet
     # answers ``Keep-Alive: timeout=5, max=100`` and no ``Connection: close``.
     # A job that goes out on such a connection before its close is seen is
-    # sent again on a new one: all 100 succeed.
+    # sent again on a new one: every job succeeds.
     tap = Tap(llama.port)
     try:
         with LlamaCppBackend(tap.url) as backend:
-            for _ in range(100):
+            for _ in range(20):
                 _, result = relay(backend, chat(MODEL, max_tokens=2))
                 assert result.output_tokens == 2
-            # Every connection but the last is closed (the last one closes as
-            # the engine's reply ends): nothing piles up.
             assert eventually(
-                lambda: sum(not c.closed.is_set() for c in tap.connections) == 0, 5
-            )
+                lambda: all(c.closed.is_set() for c in tap.connections), 5
+            ), "the engine left a connection open"
         replies = [r for c in tap.connections for r in bodies(bytes(c.upstream))]
-        assert len(replies) == 100
+        assert len(replies) == 20
         assert all(b"keep-alive: timeout=5" in head.lower() for head, _ in replies)
         assert not any(b"connection: close" in head.lower() for head, _ in replies)
-        # One connection per job, give or take those the keep-alive race cost.
-        assert 100 <= len(tap.connections) <= 110
+        # One reply per connection; a lost race costs a connection, no reply.
+        assert all(len(bodies(bytes(c.upstream))) <= 1 for c in tap.connections)
+        assert 20 <= len(tap.connections) <= 25
     finally:
         tap.close()

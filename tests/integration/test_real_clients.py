@@ -93,11 +93,17 @@ def test_anthropic_sdk_reads_the_relayed_stream(
     )
     (relayed,) = request.node.served.relayed
     assert text == anthropic_text(relayed)
+    assert text, "the model said nothing: the comparison would prove nothing"
     assert events[-1].type == "message_stop"
     deltas = [e for e in events if e.type == "message_delta"]
     assert deltas[-1].usage.output_tokens == 12
 
 
+# Only vLLM: the SDK's ``messages.stream()`` helper builds the message from
+# ``message_start`` and fails without it, and llama.cpp leaves it out whenever
+# its first token is half a character (about one stream in six here). The
+# relay passes streams through as they are; the raw events above still parse.
+@pytest.mark.parametrize("relay_app", ["vllm"], indirect=True)
 def test_anthropic_sdk_stream_helper_assembles_the_message(
     relay_app: Tuple[str, str], request: pytest.FixtureRequest
 ) -> None:
