@@ -30,6 +30,9 @@ CMAKE_OPTIONS = (
     "-DLLAMA_BUILD_TESTS=OFF",
     "-DLLAMA_BUILD_EXAMPLES=OFF",
     "-DLLAMA_CURL=OFF",
+    # The server's web UI is not needed, and fetching its prebuilt assets
+    # would reach beyond the package registries.
+    "-DLLAMA_USE_PREBUILT_UI=OFF",
 )
 
 
