@@ -6,7 +6,7 @@ import json
 import threading
 import time
 import urllib.request
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from provider_agent.backend import Backend, Job, JobResult, WireFormat
 
@@ -142,7 +142,3 @@ class Background:
     def join(self, seconds: float) -> None:
         self.thread.join(seconds)
         assert not self.thread.is_alive(), "the job did not end"
-
-
-def lines(raw: bytes) -> Iterator[str]:
-    yield from raw.decode("utf-8", "replace").splitlines()
