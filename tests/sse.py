@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 DONE = b"data: [DONE]\n\n"
 
@@ -22,3 +22,26 @@ def data(payload: Any, event: Optional[str] = None) -> bytes:
 def event(name: str, payload: Any) -> bytes:
     """An Anthropic-style named event."""
     return data(payload, event=name)
+
+
+def text_block(text: str, index: int = 0) -> List[bytes]:
+    """An Anthropic text content block: its start, one text delta, its stop."""
+    return [
+        event(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": index,
+                "content_block": {"type": "text", "text": ""},
+            },
+        ),
+        event(
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": index,
+                "delta": {"type": "text_delta", "text": text},
+            },
+        ),
+        event("content_block_stop", {"type": "content_block_stop", "index": index}),
+    ]

@@ -31,7 +31,7 @@ from provider_agent.backend import (
 )
 
 from .server import Reply, ScriptedServer
-from .sse import DONE, data, event, js
+from .sse import DONE, data, event, js, text_block
 
 OPENAI = WireFormat.OPENAI
 ANTHROPIC = WireFormat.ANTHROPIC
@@ -298,23 +298,7 @@ VLLM = Fake(
                 },
             },
         ),
-        event(
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            },
-        ),
-        event(
-            "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": "Héllo ✓"},
-            },
-        ),
-        event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        *text_block("Héllo ✓"),
         event(
             "message_delta",
             {
@@ -582,23 +566,7 @@ LLAMACPP = Fake(
     # The real llama-server sends NO message_start on /v1/messages.
     anthropic_stream=[
         b":\n\n",
-        event(
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            },
-        ),
-        event(
-            "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": "Hi ✓"},
-            },
-        ),
-        event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        *text_block("Hi ✓"),
         event(
             "message_delta",
             {
@@ -905,23 +873,7 @@ LMSTUDIO = Fake(
                 },
             },
         ),
-        event(
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            },
-        ),
-        event(
-            "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": "Grüß dich ✓"},
-            },
-        ),
-        event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        *text_block("Grüß dich ✓"),
         event(
             "message_delta",
             {
@@ -1194,23 +1146,7 @@ OLLAMA = Fake(
                 },
             },
         ),
-        event(
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            },
-        ),
-        event(
-            "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": "Hi ✓"},
-            },
-        ),
-        event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        *text_block("Hi ✓"),
         event(
             "message_delta",
             {
@@ -1439,23 +1375,7 @@ OPENROUTER = Fake(
             },
         ),
         event("ping", {"type": "ping"}),
-        event(
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            },
-        ),
-        event(
-            "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": "Hi ✓"},
-            },
-        ),
-        event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        *text_block("Hi ✓"),
         event(
             "message_delta",
             {

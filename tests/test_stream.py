@@ -29,7 +29,7 @@ from provider_agent.backend import (
 )
 
 from .server import Reply, ScriptedServer
-from .sse import DONE
+from .sse import DONE, text_block
 from .sse import data as sse
 from .sse import event as anthropic
 
@@ -63,25 +63,7 @@ A_START = anthropic(
         },
     },
 )
-A_BLOCK = anthropic(
-    "content_block_start",
-    {
-        "type": "content_block_start",
-        "index": 0,
-        "content_block": {"type": "text", "text": ""},
-    },
-)
-A_TEXT = anthropic(
-    "content_block_delta",
-    {
-        "type": "content_block_delta",
-        "index": 0,
-        "delta": {"type": "text_delta", "text": "Hi"},
-    },
-)
-A_BLOCK_STOP = anthropic(
-    "content_block_stop", {"type": "content_block_stop", "index": 0}
-)
+A_BLOCK, A_TEXT, A_BLOCK_STOP = text_block("Hi")
 A_STOP = anthropic("message_stop", {"type": "message_stop"})
 
 

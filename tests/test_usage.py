@@ -17,7 +17,7 @@ from provider_agent.backend import WireFormat
 from provider_agent.backend._replies import describe_error
 from provider_agent.backend.usage import MAX_PENDING, UsageParser
 
-from .sse import DONE
+from .sse import DONE, text_block
 from .sse import data as sse
 from .sse import event as anthropic
 
@@ -88,14 +88,7 @@ def message_delta(**usage: int) -> bytes:
     )
 
 
-TEXT = anthropic(
-    "content_block_delta",
-    {
-        "type": "content_block_delta",
-        "index": 0,
-        "delta": {"type": "text_delta", "text": "Hi \xe9"},
-    },
-)
+_, TEXT, _ = text_block("Hi \xe9")
 STOP = anthropic("message_stop", {"type": "message_stop"})
 
 #: Ollama's shape: an estimate in message_start, the real numbers in message_delta,
@@ -105,16 +98,7 @@ ANTHROPIC_STREAM = b"".join(
         message_start(10),
         anthropic("ping", {"type": "ping"}),
         b":\n\n",
-        anthropic(
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            },
-        ),
-        TEXT,
-        anthropic("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        *text_block("Hi \xe9"),
         message_delta(input_tokens=12, output_tokens=28),
         STOP,
         DONE,
