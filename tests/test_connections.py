@@ -18,6 +18,7 @@ from provider_agent.backend import (
     TransportError,
 )
 
+from .polling import eventually
 from .server import ScriptedServer
 
 EVENTS = [
@@ -55,17 +56,6 @@ def client_sockets(server_port: int) -> int:
             if ports.get(target[8:-1]) != server_port:
                 count += 1
     return count
-
-
-def settles(condition, seconds: float = 5.0) -> bool:
-    """Whether ``condition`` holds within ``seconds`` (the server's threads end
-    once they notice the client has gone)."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def job() -> Job:
@@ -108,7 +98,7 @@ def test_leaving_the_loop_early_does_not_leak(server: ScriptedServer) -> None:
     # Closed by the stream, not left for the socket's finaliser to find, and no
     # deadline timer left waiting for a stream nobody reads.
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
-    assert settles(lambda: threading.active_count() <= threads + 2)
+    assert eventually(lambda: threading.active_count() <= threads + 2)
     backend.close()
 
 
@@ -142,7 +132,7 @@ def test_concurrent_jobs_share_one_backend(
     for t in threads:
         t.start()
     # Every job is in flight at once, each holding its own connection.
-    assert settles(lambda: len(server.requests) == 24)
+    assert eventually(lambda: len(server.requests) == 24)
     release.set()
     for t in threads:
         t.join(10)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import urllib.request
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -106,15 +105,6 @@ def get_json(url: str, key: Optional[str] = None) -> Any:
         request.add_header("Authorization", f"Bearer {key}")
     with urllib.request.urlopen(request, timeout=10) as reply:
         return json.load(reply)
-
-
-def eventually(condition: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 class Background:

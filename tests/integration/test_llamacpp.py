@@ -19,13 +19,13 @@ from provider_agent.backend import (
     WireFormat,
 )
 
+from ..polling import eventually
 from .conftest import LLAMA_CTX, LLAMA_SLOTS, llama_engine
 from .engines import Engine
 from .helpers import (
     Background,
     chat,
     events,
-    eventually,
     get_json,
     openai_text,
     payloads,

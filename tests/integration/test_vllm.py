@@ -20,13 +20,13 @@ from provider_agent.backend import (
     WireFormat,
 )
 
+from ..polling import eventually
 from .conftest import VLLM_MAX_MODEL_LEN, VLLM_MODEL
 from .engines import Engine
 from .helpers import (
     Background,
     chat,
     events,
-    eventually,
     get_json,
     payloads,
     relay,
