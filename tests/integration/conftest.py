@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import Iterator, List
+from typing import Any, Iterator, List
 
 import pytest
 
@@ -162,6 +162,13 @@ class _NoSkips:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.skipped and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        for nodeid in self.skipped:
+            terminalreporter.write_line(
+                f"FAILED (skipped, which integration tests must not be): {nodeid}",
+                red=True,
+            )
 
 
 def pytest_configure(config: pytest.Config) -> None:
