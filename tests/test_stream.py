@@ -124,20 +124,14 @@ class Watcher:
 
 @pytest.fixture
 def llama(server: ScriptedServer) -> Iterator[LlamaCppBackend]:
-    backend = LlamaCppBackend(server.url)
-    try:
+    with LlamaCppBackend(server.url) as backend:
         yield backend
-    finally:
-        backend.close()
 
 
 @pytest.fixture
 def vllm(server: ScriptedServer) -> Iterator[VllmBackend]:
-    backend = VllmBackend(server.url)
-    try:
+    with VllmBackend(server.url) as backend:
         yield backend
-    finally:
-        backend.close()
 
 
 def serve(server: ScriptedServer, path: str, steps: List[Any], mode: str) -> None:
