@@ -99,6 +99,14 @@ def tapped(
     return head, body, b"".join(chunks), result
 
 
+def assert_up(backend: Backend) -> None:
+    """A probe that found the engine healthy, with a plausible latency."""
+    health = backend.health()
+    assert health.reachable, health.last_error
+    assert health.last_error is None
+    assert isinstance(health.latency_ms, int) and 0 <= health.latency_ms < 5000
+
+
 def get_json(url: str, key: Optional[str] = None) -> Any:
     request = urllib.request.Request(url)
     if key:

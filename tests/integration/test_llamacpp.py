@@ -24,6 +24,7 @@ from .conftest import LLAMA_CTX, LLAMA_SLOTS, llama_engine
 from .engines import Engine
 from .helpers import (
     Background,
+    assert_up,
     chat,
     events,
     get_json,
@@ -50,10 +51,7 @@ def long_job(**options: Any) -> Job:
 
 
 def test_health_is_reachable_with_a_latency(llamacpp: LlamaCppBackend) -> None:
-    health = llamacpp.health()
-    assert health.reachable, health.last_error
-    assert health.last_error is None
-    assert isinstance(health.latency_ms, int) and 0 <= health.latency_ms < 5000
+    assert_up(llamacpp)
 
 
 def test_health_says_loading_while_the_model_loads(

@@ -25,6 +25,7 @@ from .conftest import VLLM_MAX_MODEL_LEN, VLLM_MODEL
 from .engines import Engine
 from .helpers import (
     Background,
+    assert_up,
     chat,
     events,
     get_json,
@@ -67,10 +68,7 @@ def completed_requests(url: str) -> float:
 
 
 def test_health_is_reachable_with_a_latency(vllm_backend: VllmBackend) -> None:
-    health = vllm_backend.health()
-    assert health.reachable, health.last_error
-    assert health.last_error is None
-    assert isinstance(health.latency_ms, int) and 0 <= health.latency_ms < 5000
+    assert_up(vllm_backend)
 
 
 def test_nothing_listens_while_the_model_loads(vllm: Engine) -> None:
