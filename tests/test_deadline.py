@@ -12,21 +12,20 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any, Iterator, List, Tuple
+from typing import Iterator, List, Tuple
 
 import pytest
 
 from provider_agent.backend import (
     BACKENDS,
-    Backend,
     BackendError,
     BackendTimeoutError,
     Job,
-    RemoteBackend,
     UnreachableError,
     VllmBackend,
 )
 
+from .kinds import chat_path, make_backend
 from .server import Reply, ScriptedServer
 
 KINDS = sorted(BACKENDS)
@@ -35,18 +34,6 @@ DEADLINE_MS = 500
 #: jitter) and must fire within the aimed-for margin plus scheduling slack.
 EARLY, LATE = 0.05, 0.5
 STREAM = b'data: {"choices":[{"delta":{"content":"ok"}}]}\n\ndata: [DONE]\n\n'
-
-
-def make_backend(kind: str, url: str, **options: Any) -> Backend:
-    cls = BACKENDS[kind]
-    if issubclass(cls, RemoteBackend):
-        return cls("sk-test", base_url=url + "/api/v1", **options)
-    return cls(url, **options)
-
-
-def chat_path(kind: str) -> str:
-    prefix = "/api/v1" if issubclass(BACKENDS[kind], RemoteBackend) else ""
-    return prefix + BACKENDS[kind].chat_path
 
 
 def a_job(deadline_ms: int = DEADLINE_MS) -> Job:

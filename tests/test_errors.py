@@ -30,7 +30,6 @@ from provider_agent.backend import (
     JobCancelledError,
     ModelNotFoundError,
     ProtocolError,
-    RemoteBackend,
     StreamError,
     TransportError,
     UnreachableError,
@@ -38,6 +37,7 @@ from provider_agent.backend import (
 from provider_agent.backend._transport import translate
 from provider_agent.backend._watch import Watch
 
+from .kinds import chat_path, health_path, listing_paths, make_backend
 from .server import Reply, ScriptedServer
 
 KINDS = sorted(BACKENDS)
@@ -299,32 +299,6 @@ def test_timeout_after_relayed_bytes_stays_a_timeout() -> None:
 
 
 # -- part two: real HTTP through the public API --------------------------------
-
-
-def _prefix(kind: str) -> str:
-    return "/api/v1" if issubclass(BACKENDS[kind], RemoteBackend) else ""
-
-
-def make_backend(kind: str, url: str, **options: Any) -> Backend:
-    cls = BACKENDS[kind]
-    if issubclass(cls, RemoteBackend):
-        return cls("sk-test", base_url=url + "/api/v1", **options)
-    return cls(url, **options)
-
-
-def chat_path(kind: str) -> str:
-    return _prefix(kind) + BACKENDS[kind].chat_path
-
-
-def listing_paths(kind: str) -> List[str]:
-    """Every path list_models may try (LM Studio falls back through three)."""
-    if kind == "lmstudio":
-        return ["/api/v1/models", "/api/v0/models", "/v1/models"]
-    return [_prefix(kind) + BACKENDS[kind].models_path]
-
-
-def health_path(kind: str) -> str:
-    return _prefix(kind) + BACKENDS[kind].health_path
 
 
 def a_job(deadline_ms: int = 5000) -> Job:
