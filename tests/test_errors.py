@@ -408,6 +408,40 @@ def test_404_on_chat_is_model_not_found(kind: str, server: ScriptedServer):
     assert info.value.body == body.decode()
 
 
+LMSTUDIO_UNKNOWN_MODEL = (
+    b'{"error":{"message":"Invalid model identifier \\"x\\". Please specify a valid'
+    b' downloaded model.","type":"invalid_request_error","param":"model",'
+    b'"code":"model_not_found"}}'
+)
+
+
+@pytest.mark.parametrize("status", [400, 404, 422])
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_openai_model_not_found_code_is_model_not_found(
+    kind: str, status: int, server: ScriptedServer
+):
+    # Recent LM Studio builds answer an unknown model with HTTP 400 and this body.
+    server.route("POST", chat_path(kind), _reply(status, LMSTUDIO_UNKNOWN_MODEL))
+    with make_backend(kind, server.url) as backend:
+        with pytest.raises(ModelNotFoundError) as info:
+            backend.execute(a_job())
+    assert info.value.status == status
+    assert "Invalid model identifier" in str(info.value)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_another_400_code_is_not_model_not_found(kind: str, server: ScriptedServer):
+    body = (
+        b'{"error":{"message":"model_not_found is not the point: max_tokens",'
+        b'"type":"invalid_request_error","code":"context_length_exceeded"}}'
+    )
+    server.route("POST", chat_path(kind), _reply(400, body))
+    with make_backend(kind, server.url) as backend:
+        with pytest.raises(BadStatusError) as info:
+            backend.execute(a_job())
+    assert type(info.value) is BadStatusError
+
+
 @pytest.mark.parametrize("op", OPS)
 @pytest.mark.parametrize("kind", KINDS)
 def test_500_is_bad_status_with_body(kind: str, op: str, server: ScriptedServer):

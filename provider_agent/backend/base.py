@@ -309,8 +309,8 @@ class Backend:
             if isinstance(card.get("id"), str) and (keep is None or keep(card))
         ]
 
-    def _is_model_not_found(self, status: int, message: str) -> bool:
-        if status == 404:
+    def _is_model_not_found(self, status: int, message: str, body: bytes) -> bool:
+        if status == 404 or (400 <= status < 500 and _says_model_not_found(body)):
             return True
         pattern = self.model_not_found_pattern
         return status == 400 and bool(pattern and re.search(pattern, message, re.I))
@@ -435,7 +435,7 @@ class Backend:
         text = body.decode("utf-8", "replace")
         message = self._status_problem(status, body, response)
         error: BadStatusError
-        if job is not None and self._is_model_not_found(status, message):
+        if job is not None and self._is_model_not_found(status, message, body):
             error = ModelNotFoundError(
                 self.id,
                 job.model_id,
@@ -469,3 +469,16 @@ class Backend:
             )
             return f"HTTP {status}: {hint}: {detail}"
         return f"HTTP {status}: {detail}"
+
+
+def _says_model_not_found(body: bytes) -> bool:
+    """Whether an error body carries OpenAI's ``"code": "model_not_found"`` (LM
+    Studio answers an unknown model so, with HTTP 400 on recent builds)."""
+    if b"model_not_found" not in body:
+        return False
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return False
+    error = payload.get("error") if isinstance(payload, dict) else None
+    return isinstance(error, dict) and error.get("code") == "model_not_found"
