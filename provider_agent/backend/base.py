@@ -36,6 +36,7 @@ import requests
 from ._checks import checked_headers, checked_key, normalise_url
 from ._replies import dict_items, error_message, load_json
 from ._secret import redact
+from ._stopper import current_stopper
 from ._transport import Transport
 from ._watch import Watch
 from .data import BackendHealth, BackendModel, Job, JobResult, WireFormat
@@ -48,7 +49,7 @@ from .errors import (
     ProtocolError,
     UnsupportedWireFormatError,
 )
-from .sink import SinkLike, as_sink
+from .sink import SinkLike
 from .stream import JobStream
 
 log = logging.getLogger(__name__)
@@ -154,13 +155,15 @@ class Backend:
 
     # -- the five operations --------------------------------------------------
 
-    def health(self) -> BackendHealth:
+    def health(self, timeout: Optional[float] = None) -> BackendHealth:
         """Probe the backend cheaply (never a completion). Never raises for network
-        trouble: an unreachable backend is ``reachable=False`` with ``last_error``."""
+        trouble: an unreachable backend is ``reachable=False`` with ``last_error``.
+        ``timeout`` (s) bounds the whole probe; the default is ``health_timeout``."""
         started = time.monotonic()
+        budget = self.health_timeout if timeout is None else timeout
         try:
             status, body, _ = self._fetch(
-                "GET", self.health_path, self.health_timeout, HEALTH_BODY_LIMIT
+                "GET", self.health_path, budget, HEALTH_BODY_LIMIT
             )
         except BackendError as exc:
             return BackendHealth(False, None, exc.message)
@@ -251,12 +254,7 @@ class Backend:
         raises aborts the stream (the connection is closed) and its exception
         propagates unchanged.
         """
-        send = as_sink(sink).send_chunk
-        with self.execute(job) as stream:
-            for chunk in stream:
-                send(chunk)
-        assert stream.result is not None  # set whenever iteration ends cleanly
-        return stream.result
+        return self.execute(job).send_to(sink)
 
     def close(self) -> None:
         """Release the backend's connections."""
@@ -317,12 +315,17 @@ class Backend:
 
     # -- shared machinery -----------------------------------------------------
 
+    def speaks(self, wire_format: WireFormat) -> bool:
+        """Whether this backend takes jobs in ``wire_format`` natively."""
+        return wire_format in self.wire_formats and self._path(wire_format) is not None
+
+    def _path(self, wire_format: WireFormat) -> Optional[str]:
+        if wire_format is WireFormat.ANTHROPIC:
+            return self.messages_path
+        return self.chat_path
+
     def _route(self, wire_format: WireFormat) -> str:
-        path = (
-            self.messages_path
-            if wire_format is WireFormat.ANTHROPIC
-            else self.chat_path
-        )
+        path = self._path(wire_format)
         if wire_format not in self.wire_formats or path is None:
             raise UnsupportedWireFormatError(
                 self.id,
@@ -389,21 +392,29 @@ class Backend:
         check_status: bool = False,
     ) -> Tuple[int, bytes, bool]:
         """One bounded request: its status, up to ``limit`` bytes of its body and
-        whether there was more. ``timeout`` bounds the whole call."""
+        whether there was more. ``timeout`` bounds the whole call; the calling
+        thread's ``Stopper``, if any, may end it sooner."""
         watch = Watch(timeout)
-        headers = self._headers()
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        response = self._transport.open(
-            method, path, watch, body=body, headers=headers, params=params
-        )
+        stopper = current_stopper()
+        if stopper is not None:
+            stopper.add(watch)
         try:
-            if check_status:
-                self._raise_for_status(response, watch)
-            raw, truncated = self._transport.read_body(response, watch, limit)
+            headers = self._headers()
+            if body is not None:
+                headers["Content-Type"] = "application/json"
+            response = self._transport.open(
+                method, path, watch, body=body, headers=headers, params=params
+            )
+            try:
+                if check_status:
+                    self._raise_for_status(response, watch)
+                raw, truncated = self._transport.read_body(response, watch, limit)
+            finally:
+                watch.finish()
+                response.close()
         finally:
-            watch.finish()
-            response.close()
+            if stopper is not None:
+                stopper.discard(watch)
         return response.status_code, raw, truncated
 
     def _get_json(self, path: str, params: Optional[Dict[str, str]] = None) -> Any:

@@ -119,7 +119,7 @@ class JobResult(DataClassJsonMixin):
     them, otherwise None. ``input_tokens`` is the whole prompt, prompt-cache reads
     included, in both wire formats. ``duration_ms`` runs from the call to the end
     of the stream; ``first_byte_ms`` to the first body byte; ``bytes_relayed``
-    counts the body.
+    counts the body; ``backend_id`` is the backend that served the job.
     """
 
     input_tokens: Optional[int]
@@ -127,3 +127,4 @@ class JobResult(DataClassJsonMixin):
     duration_ms: int
     first_byte_ms: Optional[int] = None
     bytes_relayed: int = 0
+    backend_id: Optional[str] = None

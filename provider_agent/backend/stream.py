@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from types import TracebackType
-from typing import Iterator, Optional, Type
+from typing import Callable, Iterator, List, Optional, Type
 
 import requests
 
@@ -21,8 +21,10 @@ from ._watch import Watch
 from .data import Job, JobResult
 from .errors import (
     BackendError,
+    JobCancelledError,
     StreamError,
 )
+from .sink import SinkLike, as_sink
 from .usage import UsageParser
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,8 @@ class JobStream(Iterator[bytes]):
         # only cancels, and the reading thread releases the connection.
         self._lock = threading.Lock()
         self._reading = False
+        self._on_release: List[Callable[[], None]] = []
+        self._cancelled = False  # by cancel() while nobody was reading
 
     @property
     def bytes_relayed(self) -> int:
@@ -78,6 +82,8 @@ class JobStream(Iterator[bytes]):
             self._unparsed = b""
         response = self._response
         if response is None:
+            if self._cancelled:
+                raise JobCancelledError(self.backend_id, "job cancelled")
             raise StopIteration
         stopped = self._watch.stop_error(self.backend_id)
         if stopped is not None:
@@ -118,6 +124,7 @@ class JobStream(Iterator[bytes]):
             duration_ms=self._watch.elapsed_ms(),
             first_byte_ms=self._first_byte_ms,
             bytes_relayed=self._relayed,
+            backend_id=self.backend_id,
         )
         log.debug("%s job %s done: %s", self.backend_id, self.job.job_id, self.result)
 
@@ -137,18 +144,50 @@ class JobStream(Iterator[bytes]):
         )
 
     def _release(self, reuse: bool) -> None:
-        response, self._response = self._response, None
+        with self._lock:
+            response, self._response = self._response, None
+            callbacks, self._on_release = self._on_release, []
         if response is None:
             return
-        self._watch.finish()  # stops the deadline timer; forgets the socket
-        if reuse:
-            response.raw.release_conn()
-        else:
-            response.close()
+        try:
+            self._watch.finish()  # stops the deadline timer; forgets the socket
+            if reuse:
+                response.raw.release_conn()
+            else:
+                response.close()
+        finally:
+            for callback in callbacks:
+                callback()
+
+    def add_release_callback(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, when the stream lets go of its connection (it
+        ended, failed, was closed, cancelled or dropped); at once if it has."""
+        with self._lock:
+            if self._response is not None:
+                self._on_release.append(callback)
+                return
+        callback()
+
+    def send_to(self, sink: SinkLike) -> JobResult:
+        """Push each chunk into ``sink`` as it is read, then close the stream;
+        the job's result. A sink that raises aborts the stream (the connection
+        is closed) and its exception propagates unchanged."""
+        send = as_sink(sink).send_chunk
+        with self:
+            for chunk in self:
+                send(chunk)
+        assert self.result is not None  # set whenever iteration ends cleanly
+        return self.result
 
     def cancel(self) -> None:
-        """Stop the job from any thread; the iterating thread gets JobCancelledError."""
+        """Stop the job from any thread: the connection is closed at once, and
+        the iterating thread (or the next ``next()``) gets JobCancelledError."""
         self._watch.cancel()
+        with self._lock:
+            if self._response is None or self._reading:
+                return  # ended, or the reading thread wakes up and releases
+            self._cancelled = True
+        self._release(reuse=False)
 
     def close(self) -> None:
         """Release the upstream connection; the stream ends here. From another
