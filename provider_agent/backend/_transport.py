@@ -21,6 +21,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from .. import __version__
+from ._fork import renew_after_fork
 from ._secret import E, Secret, mentions, scrub
 from ._watch import Watch
 from .errors import (
@@ -240,7 +241,8 @@ class Transport:
     """One ``requests.Session`` for one backend, and the reads on its replies.
 
     Safe to share between threads: the session is configured once and never
-    changed afterwards; each call carries its own Watch.
+    changed afterwards (a forked child gets a new one); each call carries its
+    own Watch.
     """
 
     def __init__(
@@ -261,12 +263,18 @@ class Transport:
         self.base_url = base_url
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self._trust_env = trust_env
+        self._pool_maxsize = pool_maxsize
+        self.session = self._new_session()
+        renew_after_fork(self)
+
+    def _new_session(self) -> requests.Session:
         session = requests.Session()
-        session.trust_env = trust_env
+        session.trust_env = self._trust_env
         # With trust_env, requests would fill Authorization from ~/.netrc, over
         # the backend's own key; a no-op auth keeps the key the only credential.
         session.auth = _no_auth
-        adapter = _Adapter(pool_connections=1, pool_maxsize=pool_maxsize)
+        adapter = _Adapter(pool_connections=1, pool_maxsize=self._pool_maxsize)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         # identity: the relay hands over the bytes the server wrote, not a
@@ -277,7 +285,12 @@ class Transport:
                 "Accept-Encoding": "identity",
             }
         )
-        self.session = session
+        return session
+
+    def _after_fork(self) -> None:
+        # The pooled sockets are the parent's too: never send on them here.
+        # They are dropped, not closed, so no shutdown reaches the parent's.
+        self.session = self._new_session()
 
     def open(
         self,

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 import requests
 
 from ._checks import checked_headers, checked_key, normalise_url
+from ._fork import renew_after_fork
 from ._replies import dict_items, error_message, load_json
 from ._secret import redact
 from ._stopper import current_stopper
@@ -137,6 +138,12 @@ class Backend:
             pool_maxsize=max_connections,
             retry_stale=self.native,
         )
+        renew_after_fork(self)
+
+    def _after_fork(self) -> None:
+        # The parent's jobs do not run here, and its lock may have been held.
+        self._running = {}
+        self._running_lock = threading.Lock()
 
     # -- identity -------------------------------------------------------------
 

@@ -1,0 +1,68 @@
+"""A backend (and a fleet) made before ``os.fork()`` works in the child: the child
+opens its own connections, and the parent's keep working.
+
+The fork happens in a separate Python process: forking pytest itself, with its
+server threads alive, is what Python 3.12+ warns against.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from . import fakes
+from .server import ScriptedServer
+
+pytestmark = pytest.mark.skipif(
+    not hasattr(__import__("os"), "fork"), reason="no fork on this platform"
+)
+
+BACKEND_SCRIPT = """
+import os, sys
+from provider_agent.backend import Job, LlamaCppBackend
+
+def one_job(backend):
+    job = Job.new("tiny", {"messages": [{"role": "user", "content": "Hi"}]})
+    return backend.run(job, lambda chunk: None).output_tokens
+
+backend = LlamaCppBackend(sys.argv[1])
+assert one_job(backend) == 2          # the parent has a pooled connection now
+pid = os.fork()
+if pid == 0:
+    try:
+        assert one_job(backend) == 2  # on a connection of the child's own
+        assert backend.health().reachable
+    except BaseException as exc:
+        print("child:", repr(exc), flush=True)
+        os._exit(1)
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+assert os.WEXITSTATUS(status) == 0, "the child failed"
+assert one_job(backend) == 2          # the parent's connection still works
+print("ok")
+"""
+
+
+def run_script(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_backend_made_before_a_fork_opens_its_own_connections_in_the_child(
+    server: ScriptedServer,
+):
+    fakes.chat(fakes.llamacpp(server))
+    done = run_script(BACKEND_SCRIPT, server.url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().endswith("ok")
+    # The parent kept one connection; the child made its own.
+    assert server.connections == 2
+    chat_peers = [r for r in server.requests if r.method == "POST"]
+    assert len(chat_peers) == 3
