@@ -16,7 +16,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
 from ..backend import BACKENDS, Backend, MissingApiKeyError, create_backend
@@ -217,7 +217,7 @@ class Config:
                     self.source,
                     entry.place,
                     entry.kind,
-                    entry.api_key_env,
+                    entry.api_key_env or BACKENDS[entry.kind].key_env_var,
                 )
             except (TypeError, ValueError) as exc:
                 problems.append(f"{self.source}: {entry.place}: {exc}")
@@ -348,6 +348,9 @@ class _Checker:
             return None
         return value
 
+    def positive(self, place: str, value: Any) -> Optional[float]:
+        return self.number(place, value, positive=True)
+
     def number(self, place: str, value: Any, positive: bool = False) -> Optional[float]:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.problem(place, f"must be a number, not {_type_name(value)}")
@@ -413,25 +416,36 @@ class _Checker:
         if item is None:
             return None
         kind = self.kind(place, item.get("kind"))
-        cls = BACKENDS.get(kind) if kind else None
-        url = item.get("url")
-        if url is not None:
-            url = self.url(f"{place}.url", url)
-        elif cls is not None and cls.native:
-            self.problem(f"{place}.url", f"required for kind {kind!r}")
-        api_key_env = self.api_key_env(place, item.get("api_key_env"), kind)
-        models = self.models(f"{place}.models", item.get("models"))
-        markup = item.get("markup")
-        if markup is not None:
-            markup = self.number(f"{place}.markup", markup)
-        cap = item.get("max_concurrent")
-        if cap is not None:
-            cap = self.integer(f"{place}.max_concurrent", cap, 1, MAX_CONCURRENT_LIMIT)
-        options = self.options(place, item)
+        cls = BACKENDS.get(kind or "")
+        required = {"url": cls.native, "api_key_env": cls.needs_key} if cls else {}
+        checks: Dict[str, Callable[[str, Any], Any]] = {
+            "url": self.url,
+            "api_key_env": lambda p, v: self.api_key_env(p, v, kind),
+            "models": self.models,
+            "markup": self.number,
+            "max_concurrent": lambda p, v: self.integer(p, v, 1, MAX_CONCURRENT_LIMIT),
+            "max_connections": lambda p, v: self.integer(p, v, 1),
+            "headers": self.headers,
+            **{name: self.positive for name in TIMEOUT_OPTIONS},
+        }
+        values = {}
+        for key, check in checks.items():
+            if key in item:
+                values[key] = check(f"{place}.{key}", item[key])
+            elif required.get(key):
+                self.problem(f"{place}.{key}", f"required for kind {kind!r}")
         if len(self.problems) > before or kind is None:
             return None
+        options = {key: values[key] for key in OPTION_KEYS if key in values}
         return BackendConfig(
-            kind, url, api_key_env, models, markup, cap, options, index
+            kind,
+            values.get("url"),
+            values.get("api_key_env"),
+            values.get("models"),
+            values.get("markup"),
+            values.get("max_concurrent"),
+            MappingProxyType(options),
+            index,
         )
 
     def kind(self, place: str, value: Any) -> Optional[str]:
@@ -445,14 +459,8 @@ class _Checker:
             return None
         return kind
 
-    def api_key_env(self, place: str, value: Any, kind: Optional[str]) -> Optional[str]:
+    def api_key_env(self, place: str, value: Any, kind: Optional[str]) -> Any:
         # The value is never quoted: a key pasted here by mistake must not leak.
-        cls = BACKENDS.get(kind or "")
-        place = f"{place}.api_key_env"
-        if value is None:
-            if cls is not None and cls.needs_key:
-                self.problem(place, f"required for kind {kind!r}")
-            return None
         if not isinstance(value, str):
             self.problem(place, f"must be a string, not {_type_name(value)}")
             return None
@@ -469,8 +477,6 @@ class _Checker:
         return value
 
     def models(self, place: str, value: Any) -> Optional[Tuple[str, ...]]:
-        if value is None:
-            return None
         if not isinstance(value, list):
             self.problem(place, f"must be an array of strings, not {_type_name(value)}")
             return None
@@ -479,19 +485,6 @@ class _Checker:
             return None
         ids = [self.string(f"{place}[{i}]", item) for i, item in enumerate(value)]
         return tuple(i for i in ids if i is not None)
-
-    def options(self, place: str, item: Dict[str, Any]) -> Mapping[str, Any]:
-        options: Dict[str, Any] = {}
-        for name in TIMEOUT_OPTIONS:
-            if name in item:
-                options[name] = self.number(f"{place}.{name}", item[name], True)
-        if "max_connections" in item:
-            options["max_connections"] = self.integer(
-                f"{place}.max_connections", item["max_connections"], 1
-            )
-        if "headers" in item:
-            options["headers"] = self.headers(f"{place}.headers", item["headers"])
-        return MappingProxyType(options)
 
     def headers(self, place: str, value: Any) -> Mapping[str, str]:
         # Header values are never quoted: they may carry a proxy's credentials.
