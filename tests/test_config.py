@@ -725,3 +725,9 @@ def test_the_backend_layer_does_not_import_the_fleet_or_click() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_the_documented_example_is_the_example_file() -> None:
+    page = (Path(__file__).parent.parent / "docs" / "fleet.md").read_text()
+    example = page.split("### The example\n\n```toml\n", 1)[1].split("```", 1)[0]
+    assert example == EXAMPLE.read_text()
