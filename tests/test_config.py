@@ -269,6 +269,8 @@ def test_credentials_in_a_url_are_refused_without_quoting_them() -> None:
     )
     assert "backends[0].url: must not hold credentials" in line
     assert KEY not in line
+    line = only_problem(f'[[backends]]\nkind = "vllm"\nurl = "ftp://h/?key={KEY}"\n')
+    assert line == "agent.toml: backends[0].url: must be an http(s) URL"
 
 
 @pytest.mark.parametrize(

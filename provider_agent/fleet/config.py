@@ -370,7 +370,7 @@ class _Checker:
         return value
 
     def url(self, place: str, value: Any) -> Optional[str]:
-        # Never quote a URL that carries credentials.
+        # Never quote a URL that may carry a secret: credentials or a query.
         url = self.string(place, value)
         if url is None:
             return None
@@ -388,7 +388,8 @@ class _Checker:
             or not parts.hostname
             or any(c.isspace() for c in url)
         ):
-            self.problem(place, f"must be an http(s) URL, not {url!r}")
+            quoted = "" if "?" in url or "@" in url else f", not {url!r}"
+            self.problem(place, f"must be an http(s) URL{quoted}")
             return None
         return url
 
