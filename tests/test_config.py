@@ -514,6 +514,7 @@ AT = {
         ("alone", 'backends = ["vllm"]', "backends[0]", "a table, not string"),
         ("alone", 'backends = "vllm"', "backends", "an array of tables"),
         ("alone", "", "backends", "at least one [[backends]] entry"),
+        ("alone", "backends = []", "backends", "at least one [[backends]] entry"),
         ("alone", "limits = 8\n" + VLLM, "limits", "a table, not integer"),
         ("alone", "pricing = 8\n" + VLLM, "pricing", "a table, not integer"),
     ],

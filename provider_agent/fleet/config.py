@@ -396,7 +396,7 @@ class _Checker:
     # -- [[backends]] ---------------------------------------------------------
 
     def backends(self, value: Any) -> List[BackendConfig]:
-        if value is None:
+        if value is None or value == []:
             self.problem("backends", "at least one [[backends]] entry is required")
             return []
         if not isinstance(value, list):
