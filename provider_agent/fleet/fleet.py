@@ -1,0 +1,423 @@
+"""``Fleet``: many backends behind one object, for a script or a web app.
+
+A job is routed to a backend that serves its model and speaks its format (see
+``routing``), within the fleet's capacity; if that backend fails before relaying a
+byte, the job goes to the next candidate inside the same deadline. The fleet's own
+rejections (no backend for the model, no capacity, no backend speaking the format)
+are raised before any network I/O. A job's slot is held from routing until its
+stream ends, fails, is closed, cancelled or dropped, and released exactly once.
+
+The health monitor starts with the first job (or ``refresh()``), never at
+construction; a fleet built before ``os.fork()`` works in the child, with its own
+monitor thread and its own connections.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+import time
+import uuid
+import weakref
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
+from types import TracebackType
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Type, Union
+
+from ..backend import (
+    Backend,
+    BackendError,
+    BackendTimeoutError,
+    Job,
+    JobCancelledError,
+    JobResult,
+    JobStream,
+    ModelNotFoundError,
+    WireFormat,
+)
+from ..backend._fork import renew_after_fork
+from ..backend.sink import SinkLike, as_sink
+from .capacity import ALL, CapacityStore, LocalCapacity, Slot
+from .config import Config, PricingConfig, load_config
+from .discovery import Discovery, build_discovery
+from .errors import FLEET, AllBackendsFailedError, OutOfCapacityError
+from .member import Member, members_from_config
+from .monitor import DEFAULT_INTERVAL, BackendStatus, HealthMonitor
+from .routing import BackendView, choose, fails_over, marks_down
+
+__all__ = ["Fleet"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_CONCURRENT = 8
+#: How long ``cancel()`` waits for an attempt that has not yet registered its
+#: job with its backend (a few instructions' window) before giving up on it.
+_CANCEL_SPIN_S = 0.1
+
+
+class _Run:
+    """One job in the fleet, from routing to the end of its stream."""
+
+    def __init__(self, job: Job, order: List[str], slot: Slot) -> None:
+        self.job = job
+        self.order = order
+        self.slot = slot
+        self.lock = threading.Lock()
+        self.cancelled = False
+        self.backend: Optional[Backend] = None  # the attempt under way
+        self.attempting = False
+        self.stream: Optional[weakref.ReferenceType[JobStream]] = None
+
+
+class Fleet:
+    """Routes jobs over ``backends`` (``Backend`` or ``Member`` objects).
+
+    ``max_concurrent`` bounds the jobs running at once; a ``Member`` may bound its
+    backend's too. ``pricing`` and ``max_tokens_per_minute`` only shape the
+    capabilities message. ``health_interval`` and ``health_timeout`` (s) drive the
+    monitor. ``capacity`` is where the counts live (this process by default).
+    Backends the fleet built (``from_config``) are closed with it; backends
+    handed in stay the caller's. Thread-safe; a context manager.
+    """
+
+    def __init__(
+        self,
+        backends: Sequence[Union[Backend, Member]],
+        *,
+        max_concurrent: int = DEFAULT_MAX_CONCURRENT,
+        pricing: Optional[PricingConfig] = None,
+        max_tokens_per_minute: Optional[int] = None,
+        health_interval: float = DEFAULT_INTERVAL,
+        health_timeout: Optional[float] = None,
+        capacity: Optional[CapacityStore] = None,
+        close_backends: bool = False,
+    ) -> None:
+        if isinstance(max_concurrent, bool) or not 1 <= max_concurrent:
+            raise ValueError("max_concurrent must be a positive integer")
+        members = [b if isinstance(b, Member) else Member(b) for b in backends]
+        self._members: Dict[str, Member] = {}
+        for member in members:
+            if member.id in self._members:
+                raise ValueError(f"two backends with the id {member.id!r}")
+            self._members[member.id] = member
+        self.max_concurrent = max_concurrent
+        self.pricing = pricing
+        self.max_tokens_per_minute = max_tokens_per_minute
+        self.monitor = HealthMonitor(
+            [m.backend for m in members],
+            interval=health_interval,
+            timeout=health_timeout,
+        )
+        self._capacity = capacity if capacity is not None else LocalCapacity()
+        self._close_backends = close_backends
+        self._closed = False
+        self._refreshed = False
+        self._init_threading()
+        renew_after_fork(self)
+
+    @classmethod
+    def from_config(
+        cls, config: Union[Config, str, os.PathLike[str]], **options: Any
+    ) -> Fleet:
+        """A fleet of the backends an ``agent.toml`` (or a ``Config``) names, with
+        its limits and prices. A backend whose key variable is unset is left out
+        with a warning. Raises ``ConfigError``."""
+        if not isinstance(config, Config):
+            config = load_config(config)
+        options.setdefault("max_concurrent", config.limits.max_concurrent)
+        options.setdefault("max_tokens_per_minute", config.limits.max_tokens_per_minute)
+        options.setdefault("pricing", config.pricing)
+        return cls(members_from_config(config), close_backends=True, **options)
+
+    def _init_threading(self) -> None:
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._refreshing = threading.Lock()
+        self._jobs: Dict[uuid.UUID, _Run] = {}
+        self._pool: Optional[ThreadPoolExecutor] = None
+
+    def _after_fork(self) -> None:
+        # None of the parent's jobs runs here, and no thread of its pool exists.
+        self._init_threading()
+        if isinstance(self._capacity, LocalCapacity):
+            self._capacity.reset()
+
+    # -- what the fleet knows ---------------------------------------------------
+
+    @property
+    def backends(self) -> List[Backend]:
+        return [m.backend for m in self._members.values()]
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs holding a slot now."""
+        return self._capacity.count(ALL)
+
+    def in_flight_of(self, backend_id: str) -> int:
+        """Jobs running on one backend now."""
+        return self._capacity.count(backend_id)
+
+    def snapshot(self) -> Mapping[str, BackendStatus]:
+        """Every backend's latest status, as the monitor last saw it."""
+        return self.monitor.snapshot()
+
+    def refresh(self) -> Discovery:
+        """Probe every backend and list their models now; the new discovery."""
+        self._check_open()
+        with self._refreshing:
+            self.monitor.refresh()
+            self._refreshed = True
+        return self.discovery()
+
+    def discovery(self) -> Discovery:
+        """What the monitor's latest snapshot shows the fleet serving."""
+        return build_discovery(
+            list(self._members.values()),
+            self.monitor.snapshot(),
+            pricing=self.pricing,
+            max_concurrent=self.max_concurrent,
+            max_tokens_per_minute=self.max_tokens_per_minute,
+        )
+
+    def capabilities(self) -> Dict[str, Any]:
+        """The latest discovery's capabilities message (discovering first, if
+        nothing has been yet)."""
+        self._ready()
+        return self.discovery().to_capabilities()
+
+    # -- running jobs -----------------------------------------------------------
+
+    def execute(self, job: Job) -> JobStream:
+        """Route ``job`` and return its stream once a backend has answered.
+
+        Raises ``ModelNotLoadedError``, ``OutOfCapacityError`` or
+        ``UnsupportedWireFormatError`` before any network I/O;
+        ``AllBackendsFailedError`` when every candidate failed before relaying a
+        byte; and the backend's error when the failure allows no failover (a 400
+        about the request, the deadline, a cancel). ``stream.backend_id`` names
+        the backend that serves it.
+        """
+        run = self._admit(job)
+        try:
+            return self._open(run)
+        except BaseException:
+            self._finish(run)
+            raise
+
+    def run(self, job: Job, sink: SinkLike) -> JobResult:
+        """Run ``job``, pushing each chunk into ``sink`` as it is read."""
+        return self.execute(job).send_to(sink)
+
+    def submit(self, job: Job, sink: SinkLike) -> Future[JobResult]:
+        """Run ``job`` on the fleet's thread pool, pushing each chunk into ``sink``
+        from there. The rejections are raised here, at once; any other failure is
+        the future's exception."""
+        run = self._admit(job)
+        try:
+            return self._executor().submit(self._drive, run, as_sink(sink))
+        except BaseException:
+            self._finish(run)
+            raise
+
+    def cancel(self, job_id: uuid.UUID) -> bool:
+        """Cancel a job from any thread, at any stage: routing, connecting,
+        waiting for headers or streaming. Its upstream connection is closed and
+        its slot freed; its thread gets ``JobCancelledError``. Whether such a
+        job was running."""
+        with self._lock:
+            run = self._jobs.get(job_id)
+        if run is None:
+            return False
+        with run.lock:
+            run.cancelled = True
+            backend = run.backend
+            stream = run.stream() if run.stream is not None else None
+        if stream is not None:
+            stream.cancel()
+        elif backend is not None:
+            # The attempt may not have registered the job with its backend yet.
+            give_up = time.monotonic() + _CANCEL_SPIN_S
+            while not backend.cancel(job_id) and run.attempting:
+                if time.monotonic() > give_up:
+                    break
+                time.sleep(0.001)
+        return True
+
+    def close(self, timeout: Optional[float] = 10.0) -> None:
+        """Stop the monitor, cancel every running job and wait (at most
+        ``timeout`` s) for them to let go; then close the backends the fleet
+        built."""
+        with self._lock:
+            self._closed = True
+            runs = list(self._jobs.values())
+        self.monitor.stop()
+        for run in runs:
+            self.cancel(run.job.job_id)
+        with self._changed:
+            self._changed.wait_for(lambda: not self._jobs, timeout)
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+        if self._close_backends:
+            for backend in self.backends:
+                backend.close()
+
+    def __enter__(self) -> Fleet:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"<Fleet {len(self._members)} backends, "
+            f"{self.in_flight}/{self.max_concurrent} in flight>"
+        )
+
+    # -- the machinery ----------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the fleet is closed")
+
+    def _ready(self) -> None:
+        """Discover once before the first job, then keep the monitor running."""
+        self._check_open()
+        if not self._refreshed:
+            with self._refreshing:
+                if not self._refreshed:
+                    self.monitor.refresh()
+                    self._refreshed = True
+        self.monitor.start()
+
+    def _views(self) -> List[BackendView]:
+        snapshot = self.monitor.snapshot()
+        views = []
+        for member in self._members.values():
+            status = snapshot.get(member.id)
+            backend = member.backend
+            views.append(
+                BackendView(
+                    member.id,
+                    backend.kind,
+                    backend.native,
+                    frozenset(f for f in WireFormat if backend.speaks(f)),
+                    member.serves(status),
+                    status is not None and status.up,
+                    status.health.latency_ms if status is not None else None,
+                    self._capacity.count(member.id),
+                    member.max_concurrent,
+                )
+            )
+        return views
+
+    def _admit(self, job: Job) -> _Run:
+        """Route the job and take its fleet slot; no network I/O (but the first
+        discovery)."""
+        self._ready()
+        order = choose(
+            job.model_id, job.format, self._views(), fleet_limit=self.max_concurrent
+        )
+        if not self._capacity.try_take(ALL, self.max_concurrent):
+            raise OutOfCapacityError(
+                f"the fleet is running {self.max_concurrent} jobs, its limit",
+                retry_after=1.0,
+            )
+        run = _Run(job, order, Slot(self._capacity))
+        with self._lock:
+            duplicate = job.job_id in self._jobs
+            if not duplicate:
+                self._jobs[job.job_id] = run
+        if duplicate:
+            run.slot.release()
+            raise ValueError(f"job {job.job_id} is already running in this fleet")
+        return run
+
+    def _open(self, run: _Run) -> JobStream:
+        """Try the candidates in order until one answers; its stream."""
+        job = run.job
+        deadline = time.monotonic() + job.deadline_ms / 1000
+        attempts: List[BackendError] = []
+        for backend_id in run.order:
+            if run.cancelled:
+                raise JobCancelledError(FLEET, "job cancelled")
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                raise BackendTimeoutError(
+                    FLEET,
+                    f"deadline passed after {job.deadline_ms} ms "
+                    f"and {len(attempts)} failed attempts",
+                )
+            member = self._members[backend_id]
+            if not run.slot.take_backend(backend_id, member.max_concurrent):
+                continue  # filled up since routing
+            with run.lock:
+                run.backend, run.attempting = member.backend, True
+            try:
+                stream = member.backend.execute(replace(job, deadline_ms=left_ms))
+            except BackendError as exc:
+                with run.lock:
+                    run.backend, run.attempting = None, False
+                run.slot.leave_backend()
+                self._learn(member, job, exc)
+                if run.cancelled or not fails_over(exc):
+                    raise
+                log.info("job %s: %s; trying the next backend", job.job_id, exc)
+                attempts.append(exc)
+                continue
+            with run.lock:
+                run.backend, run.attempting = None, False
+                run.stream = weakref.ref(stream)
+                cancelled = run.cancelled
+            stream.add_release_callback(functools.partial(self._finish, run))
+            if cancelled:
+                stream.close()
+                raise JobCancelledError(member.id, "job cancelled")
+            return stream
+        if not attempts:
+            raise OutOfCapacityError(
+                f"every backend serving model {job.model_id!r} filled up",
+                retry_after=1.0,
+            )
+        raise AllBackendsFailedError(job.model_id, attempts)
+
+    def _learn(self, member: Member, job: Job, error: BackendError) -> None:
+        """What a failed attempt says about its backend (passive health)."""
+        if isinstance(error, ModelNotFoundError):
+            self.monitor.forget_model(member.id, job.model_id)
+        elif marks_down(error):
+            self.monitor.mark_down(member.id, f"a job failed: {error.message}")
+
+    def _finish(self, run: _Run) -> None:
+        """The job let go: its slot back (once), and forget it."""
+        if not run.slot.release():
+            return
+        with self._lock:
+            if self._jobs.get(run.job.job_id) is run:
+                del self._jobs[run.job.job_id]
+            self._changed.notify_all()
+
+    def _drive(self, run: _Run, sink: Any) -> JobResult:
+        try:
+            stream = self._open(run)
+        except BaseException:
+            self._finish(run)
+            raise
+        return stream.send_to(sink)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            self._check_open()
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.max_concurrent,
+                    thread_name_prefix="provider-agent-job",
+                )
+            return self._pool

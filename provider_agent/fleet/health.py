@@ -1,0 +1,145 @@
+"""Probing many backends at once: ``poll_health`` and the model listings.
+
+Every probe of a poll runs at the same time on a bounded thread pool, so a poll
+takes about one probe timeout whatever the fleet's size: a backend that accepts the
+connection and never answers holds one thread until its own deadline cuts it, not
+the whole poll. ``Backend.health()`` never raises for network trouble, so one dead
+backend cannot sink the poll.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from typing import Callable, Dict, List, Optional, Sequence, TypeVar, Union
+
+from ..backend import Backend, BackendError, BackendHealth, BackendModel
+from ..backend._stopper import Stopper, under
+
+__all__ = ["MAX_WORKERS", "list_all_models", "poll_health"]
+
+log = logging.getLogger(__name__)
+
+#: The most probes a poll runs at once. A poll of more backends than this may
+#: take longer than one timeout when more than this many of them hang.
+MAX_WORKERS = 512
+
+#: How long past the probes' own deadline a poll waits for a thread to report
+#: (the deadline cuts the socket; the thread still needs the CPU to return).
+_GRACE_S = 0.05
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def fan_out(
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    *,
+    timeout: float,
+    max_workers: Optional[int] = None,
+    stopper: Optional[Stopper] = None,
+) -> List[Optional[R]]:
+    """``fn`` of every item at once; None for an item whose call had not returned
+    within ``timeout`` seconds (it goes on, bounded by its own deadline, and its
+    result is dropped). ``stopper`` can cut the calls short. An exception ``fn``
+    raises propagates: ``fn`` must turn the failures it expects into results."""
+    if not items:
+        return []
+
+    def call(item: T) -> R:
+        with under(stopper):
+            return fn(item)
+
+    workers = max(1, min(len(items), max_workers or MAX_WORKERS))
+    pool = ThreadPoolExecutor(
+        max_workers=workers, thread_name_prefix="provider-agent-poll"
+    )
+    try:
+        futures = [pool.submit(call, item) for item in items]
+        done, _ = wait(futures, timeout=timeout, return_when=FIRST_EXCEPTION)
+        for future in done:
+            future.result()  # re-raise a bug in fn at once
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    return [f.result() if f.done() and not f.cancelled() else None for f in futures]
+
+
+def _budget(backends: Sequence[Backend], timeout: Optional[float], attr: str) -> float:
+    if timeout is None:
+        timeout = max(float(getattr(b, attr)) for b in backends)
+    return timeout + min(_GRACE_S + 0.1 * timeout, 1.0)
+
+
+def poll_health(
+    backends: Sequence[Backend],
+    *,
+    timeout: Optional[float] = None,
+    max_workers: Optional[int] = None,
+) -> Dict[str, BackendHealth]:
+    """Probe every backend concurrently; their health keyed by backend id.
+
+    ``timeout`` (s) bounds each probe, and so the poll; the default is each
+    backend's own ``health_timeout``. A probe that has not reported by then is
+    ``reachable=False``. Backends sharing an id are probed once.
+    """
+    return _poll(backends, timeout, max_workers, None)
+
+
+def _poll(
+    backends: Sequence[Backend],
+    timeout: Optional[float],
+    max_workers: Optional[int],
+    stopper: Optional[Stopper],
+) -> Dict[str, BackendHealth]:
+    unique = list({b.id: b for b in backends}.values())
+    if not unique:
+        return {}
+    results = fan_out(
+        lambda b: b.health(timeout),
+        unique,
+        timeout=_budget(unique, timeout, "health_timeout"),
+        max_workers=max_workers,
+        stopper=stopper,
+    )
+    health: Dict[str, BackendHealth] = {}
+    for backend, result in zip(unique, results):
+        if result is None:
+            limit = timeout if timeout is not None else backend.health_timeout
+            result = BackendHealth(False, None, f"no answer within {limit:g} s")
+        health[backend.id] = result
+    return health
+
+
+def _listing(backend: Backend) -> Union[List[BackendModel], BackendError]:
+    try:
+        return backend.list_models()
+    except BackendError as exc:
+        log.info("%s: cannot list models: %s", backend.id, exc.message)
+        return exc
+
+
+def list_all_models(
+    backends: Sequence[Backend],
+    *,
+    max_workers: Optional[int] = None,
+    stopper: Optional[Stopper] = None,
+) -> Dict[str, Union[List[BackendModel], BackendError]]:
+    """Every backend's models, listed concurrently, keyed by backend id: the
+    list, or the ``BackendError`` that kept it from being had."""
+    unique = list({b.id: b for b in backends}.values())
+    if not unique:
+        return {}
+    results = fan_out(
+        _listing,
+        unique,
+        timeout=_budget(unique, None, "request_timeout"),
+        max_workers=max_workers,
+        stopper=stopper,
+    )
+    listings: Dict[str, Union[List[BackendModel], BackendError]] = {}
+    for backend, result in zip(unique, results):
+        if result is None:
+            result = BackendError(backend.id, "the model listing did not finish")
+        listings[backend.id] = result
+    return listings
