@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Iterator
 
 import pytest
@@ -32,3 +33,14 @@ def other() -> Iterator[ScriptedServer]:
     srv = ScriptedServer(host="127.0.0.2")
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def silent_url() -> Iterator[str]:
+    """A port that accepts connections (into the kernel's backlog) and never
+    answers: a backend that hangs."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()

@@ -5,7 +5,6 @@ backend, and a stopped probe ends at once."""
 from __future__ import annotations
 
 import gc
-import socket
 import threading
 import time
 from typing import Iterator, List
@@ -119,16 +118,6 @@ def test_speaks_says_which_formats_a_backend_takes():
         assert not venice.speaks(WireFormat.ANTHROPIC)
     with LlamaCppBackend() as llama:
         assert all(llama.speaks(f) for f in WireFormat)
-
-
-@pytest.fixture
-def silent_url() -> Iterator[str]:
-    """A port that accepts connections (the kernel's backlog) and never answers."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(8)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    sock.close()
 
 
 def test_health_takes_a_timeout_of_its_own(silent_url):

@@ -14,6 +14,7 @@ from exiting, and a forked child starts its own when it first needs one.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -157,6 +158,7 @@ class HealthMonitor:
                 return self
             self._wake = threading.Event()
             self._stopper = Stopper()
+            _running.add(self)
             thread = threading.Thread(
                 target=_loop,
                 args=(weakref.ref(self), self._wake),
@@ -337,6 +339,24 @@ class HealthMonitor:
         up = sum(1 for s in self._snapshot.values() if s.up)
         state = "running" if self.running else "stopped"
         return f"<HealthMonitor {state} {up}/{len(self.backends)} up>"
+
+
+#: Monitors whose thread was started, for the exit hook below.
+_running: weakref.WeakSet[HealthMonitor] = weakref.WeakSet()
+
+
+def _at_exit() -> None:
+    """Cut every monitor's probes under way: the interpreter joins the poll's
+    worker threads at exit, and a backend that never answers would hold it for
+    a whole probe timeout."""
+    for monitor in list(_running):
+        monitor._stopper.stop()
+
+
+# threading's exit hooks run before it joins the pools' workers (concurrent
+# .futures registers its join the same way, earlier, so it runs later);
+# atexit's would run only after that join.
+getattr(threading, "_register_atexit", atexit.register)(_at_exit)
 
 
 def _loop(ref: weakref.ReferenceType[HealthMonitor], wake: threading.Event) -> None:

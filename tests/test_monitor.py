@@ -1,0 +1,175 @@
+"""``HealthMonitor``: its snapshot, its thread, its backoff and what jobs tell it."""
+
+from __future__ import annotations
+
+import gc
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from typing import Iterator, List
+
+import pytest
+
+from provider_agent.backend import LlamaCppBackend
+from provider_agent.fleet import HealthMonitor
+from provider_agent.fleet.monitor import BACKOFF_START, backoff
+
+from . import fakes
+from .polling import eventually
+from .server import ScriptedServer
+
+
+def probes(srv: ScriptedServer) -> int:
+    return sum(1 for r in srv.requests if r.path == "/health")
+
+
+def monitor_threads() -> List[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "provider-agent-health"]
+
+
+@pytest.fixture
+def llama(server: ScriptedServer) -> Iterator[LlamaCppBackend]:
+    fakes.llamacpp(server)
+    with LlamaCppBackend(server.url) as backend:
+        yield backend
+
+
+@pytest.mark.parametrize(
+    "failures, expected",
+    [
+        (0, 30.0),
+        (1, BACKOFF_START),
+        (2, 2.0),
+        (3, 4.0),
+        (5, 16.0),
+        (6, 30.0),
+        (99, 30.0),
+    ],
+)
+def test_backoff_doubles_up_to_the_interval(failures, expected):
+    assert backoff(failures, 30.0) == expected
+
+
+def test_nothing_runs_before_start_and_refresh_probes_now(server, llama):
+    monitor = HealthMonitor([llama])
+    assert not monitor.running and not monitor_threads()
+    assert monitor.snapshot() == {}
+    status = monitor.refresh()[llama.id]
+    assert status.up and status.model_ids == {"tiny"}
+    assert status.health.latency_ms is not None
+    assert not monitor.running
+
+
+def test_the_snapshot_is_immutable_and_replaced_whole(server, llama):
+    monitor = HealthMonitor([llama])
+    first = monitor.refresh()
+    with pytest.raises(TypeError):
+        first[llama.id] = None  # type: ignore[index]
+    second = monitor.refresh()
+    assert first is not second
+    assert first[llama.id].checked_at <= second[llama.id].checked_at
+
+
+def test_the_thread_probes_on_its_interval_and_stops(server, llama):
+    with HealthMonitor([llama], interval=0.2) as monitor:
+        assert monitor.running
+        assert eventually(lambda: probes(server) >= 3)
+        assert monitor.wait_for_round(5)
+        assert monitor_threads()[0].daemon
+    assert not monitor.running
+    assert eventually(lambda: not monitor_threads())
+    count = probes(server)
+    time.sleep(0.5)
+    assert probes(server) == count
+
+
+def test_a_failing_backend_is_probed_again_sooner_than_the_interval(server):
+    server.route("GET", "/health", lambda reply: reply.reset())
+    with LlamaCppBackend(server.url) as backend:
+        with HealthMonitor([backend], interval=60) as monitor:
+            # First round, then 1 s and 2 s of backoff: three probes in ~3 s.
+            assert eventually(lambda: probes(server) >= 3, 8)
+            status = monitor.snapshot()[backend.id]
+            assert not status.up and status.failures >= 2
+
+
+def test_a_recovered_backend_has_its_models_listed_again(server):
+    server.route("GET", "/health", lambda reply: reply.reset())
+    with LlamaCppBackend(server.url) as backend:
+        with HealthMonitor([backend], interval=60) as monitor:
+            assert eventually(lambda: backend.id in monitor.snapshot())
+            assert monitor.snapshot()[backend.id].models is None
+            fakes.llamacpp(server, ["fresh"])
+            assert eventually(lambda: monitor.snapshot()[backend.id].up, 8)
+            assert monitor.snapshot()[backend.id].model_ids == {"fresh"}
+            assert monitor.snapshot()[backend.id].failures == 0
+
+
+def test_mark_down_is_seen_at_once_and_probed_again_on_the_backoff(server, llama):
+    with HealthMonitor([llama], interval=60) as monitor:
+        assert monitor.wait_for_round(5)
+        before = probes(server)
+        monitor.mark_down(llama.id, "a job failed: refused")
+        status = monitor.snapshot()[llama.id]
+        assert not status.up and status.health.last_error == "a job failed: refused"
+        assert eventually(lambda: monitor.snapshot()[llama.id].up, 5)
+        assert probes(server) == before + 1
+
+
+def test_forget_model_drops_it_until_the_next_listing(server, llama):
+    with HealthMonitor([llama], interval=60) as monitor:
+        monitor.refresh()
+        listings = sum(1 for r in server.requests if r.path == "/v1/models")
+        monitor.forget_model(llama.id, "tiny")
+        assert monitor.snapshot()[llama.id].model_ids == frozenset()
+        assert eventually(lambda: "tiny" in monitor.snapshot()[llama.id].model_ids, 5)
+        assert sum(1 for r in server.requests if r.path == "/v1/models") == listings + 1
+
+
+def test_stop_cuts_a_probe_that_never_answers(silent_url):
+    with LlamaCppBackend(silent_url, health_timeout=30) as backend:
+        monitor = HealthMonitor([backend]).start()
+        time.sleep(0.3)  # the first probe is under way
+        started = time.monotonic()
+        monitor.stop()
+        assert time.monotonic() - started < 2
+        assert backend.id not in monitor.snapshot()  # a cut probe is not news
+
+
+def test_the_thread_ends_when_its_monitor_is_dropped(server, llama):
+    monitor = HealthMonitor([llama], interval=0.05).start()
+    assert eventually(lambda: len(monitor_threads()) == 1)
+    del monitor
+    gc.collect()
+    assert eventually(lambda: not monitor_threads(), 3)
+
+
+def test_a_monitor_never_keeps_the_interpreter_from_exiting(silent_url):
+    script = f"""
+        import time
+        from provider_agent.backend import LlamaCppBackend
+        from provider_agent.fleet import HealthMonitor
+        monitor = HealthMonitor([LlamaCppBackend({silent_url!r}, health_timeout=30)])
+        monitor.start()
+        time.sleep(0.3)   # a probe that will never be answered is under way
+        print("leaving", flush=True)
+    """
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "leaving"
+    assert time.monotonic() - started < 10  # not the probe's 30 s
+
+
+def test_bad_intervals_are_refused(llama):
+    with pytest.raises(ValueError):
+        HealthMonitor([llama], interval=0)
+    with pytest.raises(ValueError):
+        HealthMonitor([llama], timeout=-1)
