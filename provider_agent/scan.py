@@ -1,19 +1,21 @@
-"""Probe many backends at once: health, then models, on a thread pool.
+"""Probe many backends at once: health, then the models of the healthy ones.
 
+Both rounds run on the fleet's poll (``provider_agent.fleet.health``): every probe
+at once, so a scan takes about one probe timeout whatever the number of backends.
 ``health()`` never raises for network trouble, so one dead backend cannot sink the
 scan; a failed model listing is kept as that backend's ``error``.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Sequence
 from urllib.parse import urlsplit
 
 from dataclasses_json import DataClassJsonMixin
 
-from .backend import BACKENDS, Backend, BackendError, BackendHealth, BackendModel
+from .backend import BACKENDS, Backend, BackendHealth, BackendModel
+from .fleet.health import list_all_models, poll_health
 
 __all__ = ["ScanResult", "local_backends", "scan"]
 
@@ -43,17 +45,6 @@ def local_backends(host: str = "127.0.0.1", **options: Any) -> List[Backend]:
     return backends
 
 
-def _probe(backend: Backend, with_models: bool) -> ScanResult:
-    health = backend.health()
-    result = ScanResult(backend.kind, backend.id, backend.url, health)
-    if health.reachable and with_models:
-        try:
-            result.models = backend.list_models()
-        except BackendError as exc:
-            result.error = exc.message
-    return result
-
-
 def scan(
     backends: Sequence[Backend],
     *,
@@ -61,8 +52,16 @@ def scan(
     max_workers: Optional[int] = None,
 ) -> List[ScanResult]:
     """Probe every backend concurrently; results come back in the given order."""
-    if not backends:
-        return []
-    workers = max_workers or min(len(backends), 16)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scan") as pool:
-        return list(pool.map(lambda b: _probe(b, with_models), backends))
+    health = poll_health(backends, max_workers=max_workers)
+    healthy = [b for b in backends if health[b.id].reachable]
+    listings = list_all_models(healthy, max_workers=max_workers) if with_models else {}
+    results = []
+    for backend in backends:
+        result = ScanResult(backend.kind, backend.id, backend.url, health[backend.id])
+        listing = listings.get(backend.id)
+        if isinstance(listing, list):
+            result.models = listing
+        elif listing is not None:
+            result.error = listing.message
+        results.append(result)
+    return results
