@@ -66,3 +66,57 @@ def test_a_backend_made_before_a_fork_opens_its_own_connections_in_the_child(
     assert server.connections == 2
     chat_peers = [r for r in server.requests if r.method == "POST"]
     assert len(chat_peers) == 3
+
+
+FLEET_SCRIPT = """
+import os, sys, threading
+from provider_agent import Fleet, Job
+from provider_agent.backend import LlamaCppBackend
+
+def one_job(fleet):
+    job = Job.new("tiny", {"messages": [{"role": "user", "content": "Hi"}]})
+    return fleet.run(job, lambda chunk: None).output_tokens
+
+def monitor_threads():
+    return [t for t in threading.enumerate() if t.name == "provider-agent-health"]
+
+fleet = Fleet([LlamaCppBackend(sys.argv[1])], health_interval=0.2)
+used = sys.argv[2] == "used"
+if used:
+    assert one_job(fleet) == 2
+    held = fleet.execute(Job.new("tiny", {"messages": []}))  # a slot taken here
+    assert fleet.in_flight == 1 and monitor_threads()
+else:
+    assert not monitor_threads()   # built at import, as with gunicorn --preload
+pid = os.fork()
+if pid == 0:
+    try:
+        assert fleet.in_flight == 0, "the parent's job is not the child's"
+        assert one_job(fleet) == 2
+        assert fleet.monitor.running and len(monitor_threads()) == 1
+        assert fleet.monitor.wait_for_round(5), "the child's monitor probes"
+        fleet.close()
+    except BaseException as exc:
+        print("child:", repr(exc), flush=True)
+        os._exit(1)
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+assert os.WEXITSTATUS(status) == 0, "the child failed"
+if used:
+    assert fleet.in_flight == 1
+    held.close()
+assert one_job(fleet) == 2
+assert fleet.in_flight == 0
+fleet.close()
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("parent", ["unused", "used"])
+def test_a_fleet_made_before_a_fork_serves_jobs_in_the_child(
+    parent: str, server: ScriptedServer
+):
+    fakes.chat(fakes.llamacpp(server))
+    done = run_script(FLEET_SCRIPT, server.url, parent)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().endswith("ok")
