@@ -54,3 +54,12 @@ def test_the_documented_error_tree_is_the_real_one() -> None:
     ]
     assert sorted(documented) == sorted(real)
     assert errors.ModelNotFoundError.__bases__ == (errors.BadStatusError,)
+
+
+def test_the_documented_error_codes_are_the_real_ones() -> None:
+    from provider_agent.fleet import CODES
+
+    text = (ROOT / "docs" / "fleet.md").read_text()
+    table = text.split("## Error codes", 1)[1].split("\n## ", 1)[0]
+    documented = re.findall(r"^\| `(\w+)` \|", table, re.MULTILINE)
+    assert documented == list(CODES)
