@@ -64,7 +64,8 @@ class BackendHealth(DataClassJsonMixin):
 class Job(DataClassJsonMixin):
     """One chat request to run: the body is relayed to the backend untouched.
 
-    Raises ``ValueError`` (or ``TypeError``) when a field cannot be a valid job.
+    Raises ``ValueError`` (or ``TypeError``) when a field cannot be a valid job;
+    the message names the field.
     """
 
     job_id: uuid.UUID
@@ -75,9 +76,9 @@ class Job(DataClassJsonMixin):
 
     def __post_init__(self) -> None:
         if not isinstance(self.job_id, uuid.UUID):
-            self.job_id = uuid.UUID(str(self.job_id))
+            self.job_id = _uuid(self.job_id)
         if not isinstance(self.format, WireFormat):
-            self.format = WireFormat(str(self.format).lower())
+            self.format = _wire_format(self.format)
         if not isinstance(self.request, dict):
             raise TypeError("Job.request must be a JSON object (a dict)")
         if not isinstance(self.model_id, str):
@@ -93,6 +94,13 @@ class Job(DataClassJsonMixin):
         conversion (a float deadline or a list body is an error, not coerced)."""
         if not isinstance(kvs, dict):
             raise TypeError("a job must be a JSON object")
+        missing = [name for name in _REQUIRED if name not in kvs]
+        if missing:
+            raise ValueError(f"a job needs the field(s) {', '.join(missing)}")
+        # Checked before dataclasses-json converts them, whose errors name no field.
+        kvs = dict(kvs, job_id=_uuid(kvs["job_id"]))
+        if "format" in kvs:
+            kvs["format"] = _wire_format(kvs["format"])
         for name, kind in (("model_id", str), ("request", dict), ("deadline_ms", int)):
             value = kvs.get(name)
             if name in kvs and (not isinstance(value, kind) or isinstance(value, bool)):
@@ -109,6 +117,28 @@ class Job(DataClassJsonMixin):
     ) -> Job:
         """A job with a fresh random ``job_id``."""
         return cls(uuid.uuid4(), model_id, request, format, deadline_ms)
+
+
+_REQUIRED = ("job_id", "model_id", "request")
+
+
+def _uuid(value: Any) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            pass
+    raise ValueError(f"Job.job_id must be a UUID string, not {value!r:.80}")
+
+
+def _wire_format(value: Any) -> WireFormat:
+    try:
+        return WireFormat(str(value).lower())
+    except ValueError:
+        valid = " or ".join(repr(f.value) for f in WireFormat)
+        raise ValueError(f"Job.format must be {valid}, not {value!r:.80}") from None
 
 
 @dataclass
