@@ -96,6 +96,7 @@ def test_wire_format_values_are_lower_case() -> None:
         BackendHealth(True, 3, None),
         BackendHealth(False, None, "cannot connect: Connection refused"),
         JobResult(12, 28, 420, first_byte_ms=35, bytes_relayed=1024),
+        JobResult(1, 2, 3, finish_reason="end_turn"),
         JobResult(None, None, 5),
     ],
 )

@@ -149,7 +149,9 @@ class JobResult(DataClassJsonMixin):
     them, otherwise None. ``input_tokens`` is the whole prompt, prompt-cache reads
     included, in both wire formats. ``duration_ms`` runs from the call to the end
     of the stream; ``first_byte_ms`` to the first body byte; ``bytes_relayed``
-    counts the body.
+    counts the body. ``finish_reason`` is why generation stopped, as the stream
+    says it (``stop``, ``length``, ``tool_calls``, ``end_turn``, ``max_tokens``,
+    ...), or None when it says nothing.
     """
 
     input_tokens: Optional[int]
@@ -157,3 +159,4 @@ class JobResult(DataClassJsonMixin):
     duration_ms: int
     first_byte_ms: Optional[int] = None
     bytes_relayed: int = 0
+    finish_reason: Optional[str] = None

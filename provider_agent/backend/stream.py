@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 class JobStream(Iterator[bytes]):
     """Iterator over the upstream byte chunks of one job, exactly as received.
 
-    ``result`` holds the ``JobResult`` once the stream has ended cleanly.
+    ``result`` holds the ``JobResult`` once the stream has ended cleanly;
+    ``partial_result`` what was read so far, however the stream ended.
     ``cancel()`` may be called from any thread: the iterating thread then gets
     ``JobCancelledError`` and the upstream connection is closed. ``close()`` (or
     leaving a ``with`` block, or dropping the stream) releases the connection early.
@@ -60,6 +61,7 @@ class JobStream(Iterator[bytes]):
         self._unparsed = b""
         self._relayed = 0
         self._first_byte_ms: Optional[int] = None
+        self._ended_ms: Optional[int] = None
         # close() may come from another thread while this one reads: it then
         # only cancels, and the reading thread releases the connection.
         self._lock = threading.Lock()
@@ -68,6 +70,13 @@ class JobStream(Iterator[bytes]):
     @property
     def bytes_relayed(self) -> int:
         return self._relayed
+
+    @property
+    def partial_result(self) -> JobResult:
+        """``result`` after a clean end; otherwise (cancelled, past the deadline,
+        failed, or still running) the usage, finish reason and timings read so
+        far, with None for what the stream had not said yet."""
+        return self.result or self._snapshot()
 
     def __iter__(self) -> JobStream:
         return self
@@ -112,14 +121,21 @@ class JobStream(Iterator[bytes]):
         error = self._failure()
         if error is not None:
             raise self._transport.scrub(error)
-        self.result = JobResult(
+        self.result = self._snapshot()
+        log.debug("%s job %s done: %s", self.backend_id, self.job.job_id, self.result)
+
+    def _snapshot(self) -> JobResult:
+        parser = self._parser
+        return JobResult(
             input_tokens=parser.input_tokens,
             output_tokens=parser.output_tokens,
-            duration_ms=self._watch.elapsed_ms(),
+            duration_ms=(
+                self._watch.elapsed_ms() if self._ended_ms is None else self._ended_ms
+            ),
             first_byte_ms=self._first_byte_ms,
             bytes_relayed=self._relayed,
+            finish_reason=parser.finish_reason,
         )
-        log.debug("%s job %s done: %s", self.backend_id, self.job.job_id, self.result)
 
     def _failure(self) -> Optional[BackendError]:
         """Why a stream that has ended did not succeed, or None."""
@@ -140,6 +156,7 @@ class JobStream(Iterator[bytes]):
         response, self._response = self._response, None
         if response is None:
             return
+        self._ended_ms = self._watch.elapsed_ms()
         self._watch.finish()  # stops the deadline timer; forgets the socket
         if reuse:
             response.raw.release_conn()
