@@ -1679,7 +1679,7 @@ def openai_request(fake: Fake) -> Dict[str, Any]:
         ],
         "temperature": 0.2,
         "max_tokens": 64,
-        "stream": False,
+        "stream": True,  # anything else is refused (test_execute_refuses_stream_off)
         "x_custom": {
             "nested": [1, 2.5, None, True, {"deep": {"ü": "é", "n": 10**15}}],
             "empty_object": {},

@@ -21,7 +21,7 @@ import os
 from typing import Any, Dict, Optional, Type
 
 from .base import Backend
-from .data import BackendHealth, BackendModel, Job, JobResult, WireFormat
+from .data import BackendHealth, BackendModel, Job, JobResult, Reply, WireFormat
 from .errors import (
     BackendError,
     BackendTimeoutError,
@@ -42,6 +42,7 @@ from .openrouter import OpenRouterBackend
 from .remote import RemoteBackend
 from .sink import CallbackSink, JobSink
 from .stream import JobStream
+from .text import TextDelta
 from .venice import VeniceBackend
 from .vllm import VllmBackend
 
@@ -67,7 +68,9 @@ __all__ = [
     "OpenRouterBackend",
     "ProtocolError",
     "RemoteBackend",
+    "Reply",
     "StreamError",
+    "TextDelta",
     "TransportError",
     "UnreachableError",
     "UnsupportedWireFormatError",

@@ -10,6 +10,7 @@ error mapping and streaming live here and in the modules this one uses.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -38,7 +39,7 @@ from ._replies import dict_items, error_message, load_json
 from ._secret import redact
 from ._transport import Transport
 from ._watch import Watch
-from .data import BackendHealth, BackendModel, Job, JobResult, WireFormat
+from .data import BackendHealth, BackendModel, Job, JobResult, Reply, WireFormat
 from .errors import (
     MAX_ERROR_BODY,
     BackendError,
@@ -152,7 +153,7 @@ class Backend:
         key = ", api_key=<redacted>" if self._key is not None else ""
         return f"{type(self).__name__}(url={self.url!r}{key})"
 
-    # -- the five operations --------------------------------------------------
+    # -- the operations -------------------------------------------------------
 
     def health(self) -> BackendHealth:
         """Probe the backend cheaply (never a completion). Never raises for network
@@ -180,15 +181,22 @@ class Backend:
     def execute(self, job: Job) -> JobStream:
         """Send ``job`` and return its stream once the upstream has answered.
 
-        The request body is relayed untouched except: ``stream`` forced on,
+        The request body is relayed untouched except: ``stream`` set to true,
         ``model`` filled from the job when absent and, in the OpenAI format,
         ``stream_options.include_usage`` added when the caller set no
         ``stream_options``. Raises ``UnsupportedWireFormatError`` (before any
         network I/O) when the backend does not speak the job's format, and the
         errors of a failed request (``BadStatusError``, ``ModelNotFoundError``,
         ``UnreachableError``, ``BackendTimeoutError``, ...); ``ValueError`` when
-        the request cannot be written as JSON.
+        the request cannot be written as JSON or sets ``stream`` to anything but
+        true (``complete()`` is for a whole reply).
         """
+        if job.request.get("stream", True) is not True:
+            raise ValueError(
+                f"job {job.job_id}: the request sets stream to "
+                f"{job.request['stream']!r}, but execute() always streams: drop "
+                "the field, or call complete() for the whole reply at once"
+            )
         path = self._route(job.format)
         try:
             text = json.dumps(self._prepare(job), ensure_ascii=False, allow_nan=False)
@@ -218,6 +226,17 @@ class Backend:
             response.close()
             raise
         return JobStream(self.id, job, response, watch, self._transport)
+
+    def complete(self, job: Job) -> Reply:
+        """Run ``job`` and return its whole reply (text, reasoning, result), for a
+        caller who wants no stream. The body may say ``"stream": false``: the reply
+        is still read as a stream, and assembled. Raises as ``execute()`` and
+        iterating its stream do."""
+        if "stream" in job.request:
+            request = {k: v for k, v in job.request.items() if k != "stream"}
+            job = dataclasses.replace(job, request=request)
+        with self.execute(job) as stream:
+            return stream.reply()
 
     def cancel(self, job_id: uuid.UUID) -> bool:
         """Cancel a running job of this backend from any thread, at any stage:

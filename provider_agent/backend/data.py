@@ -19,6 +19,7 @@ __all__ = [
     "BackendModel",
     "Job",
     "JobResult",
+    "Reply",
     "WireFormat",
     "DEFAULT_DEADLINE_MS",
 ]
@@ -160,3 +161,18 @@ class JobResult(DataClassJsonMixin):
     first_byte_ms: Optional[int] = None
     bytes_relayed: int = 0
     finish_reason: Optional[str] = None
+
+
+@dataclass
+class Reply(DataClassJsonMixin):
+    """A whole reply, assembled from a job's stream (``JobStream.reply()``,
+    ``Backend.complete()``): its text, its reasoning text ("" when the model sent
+    none) and the job's result."""
+
+    text: str
+    reasoning: str
+    result: JobResult
+
+    @property
+    def finish_reason(self) -> Optional[str]:
+        return self.result.finish_reason
