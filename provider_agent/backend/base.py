@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from ._checks import checked_headers, checked_key, normalise_url
+from ._checks import checked_headers, checked_key, local_base, normalise_url
 from ._replies import dict_items, error_message, load_json
 from ._secret import redact
 from ._transport import Transport
@@ -80,8 +80,10 @@ class Backend:
     model listing's), ``stream_read_timeout`` (s of silence tolerated inside a
     stream; the job's deadline always applies), ``headers`` (sent with every
     request, e.g. OpenRouter's ``HTTP-Referer``), ``max_connections`` (kept open).
-    Raises ``ValueError`` for a URL that is not http(s), and
-    ``MissingApiKeyError`` when the kind needs a key and none is given.
+    A local kind's URL may end in ``/v1`` (the base URL OpenAI clients take): the
+    suffix is dropped, since the routes carry it. Raises ``ValueError`` for a URL
+    that is not http(s), and ``MissingApiKeyError`` when the kind needs a key and
+    none is given.
     """
 
     kind: ClassVar[str]
@@ -116,6 +118,8 @@ class Backend:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         self.url = normalise_url(url or self.default_url)
+        if self.native:
+            self.url = local_base(self.url)
         self._key = checked_key(api_key)
         if self.needs_key and self._key is None:
             raise MissingApiKeyError(self.kind, "an API key is required")
@@ -487,4 +491,8 @@ class Backend:
                 "API key rejected" if self._key is not None else "an API key is needed"
             )
             return f"HTTP {status}: {hint}: {detail}"
+        if status == 404 and response is not None and response.request is not None:
+            # Names the path: a wrong base URL shows as a doubled or missing prefix.
+            path = urlsplit(response.url).path
+            return f"HTTP 404 for {response.request.method} {path}: {detail}"
         return f"HTTP {status}: {detail}"
