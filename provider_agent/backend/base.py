@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 import requests
 
 from ._checks import checked_headers, checked_key, local_base, normalise_url
+from ._identity import mismatch
 from ._replies import dict_items, error_message, load_json
 from ._secret import redact
 from ._transport import Transport
@@ -161,16 +162,20 @@ class Backend:
 
     def health(self) -> BackendHealth:
         """Probe the backend cheaply (never a completion). Never raises for network
-        trouble: an unreachable backend is ``reachable=False`` with ``last_error``."""
+        trouble: an unreachable backend is ``reachable=False`` with ``last_error``,
+        and so is a server that shows it is of another kind."""
         started = time.monotonic()
         try:
-            status, body, _ = self._fetch(
+            status, body, _, headers = self._fetch(
                 "GET", self.health_path, self.health_timeout, HEALTH_BODY_LIMIT
             )
         except BackendError as exc:
             return BackendHealth(False, None, exc.message)
         latency = int((time.monotonic() - started) * 1000)
-        problem = self._redact(self._probe_error(status, body))
+        problem = self._redact(
+            mismatch(self.kind, status, headers, body)
+            or self._probe_error(status, body)
+        )
         if problem is not None:
             log.debug("%s unhealthy: %s", self.id, problem)
         return BackendHealth(problem is None, latency, problem)
@@ -301,7 +306,8 @@ class Backend:
     def _probe_error(self, status: int, body: bytes) -> Optional[str]:
         """None when a probe reply means healthy, else a short reason."""
         if not 200 <= status < 300:
-            return self._status_problem(status, body)
+            asked = f"GET {urlsplit(self.url).path}{self.health_path}"
+            return self._status_problem(status, body, asked=asked)
         if self.probe_key is None:
             return None
         try:
@@ -386,7 +392,7 @@ class Backend:
     ) -> Any:
         """A JSON reply from the backend; BackendError when it cannot be had."""
         data = None if body is None else json.dumps(body).encode("utf-8")
-        _, raw, truncated = self._fetch(
+        _, raw, truncated, _ = self._fetch(
             method,
             path,
             self.request_timeout,
@@ -410,9 +416,10 @@ class Backend:
         body: Optional[bytes] = None,
         params: Optional[Dict[str, str]] = None,
         check_status: bool = False,
-    ) -> Tuple[int, bytes, bool]:
-        """One bounded request: its status, up to ``limit`` bytes of its body and
-        whether there was more. ``timeout`` bounds the whole call."""
+    ) -> Tuple[int, bytes, bool, Mapping[str, str]]:
+        """One bounded request: its status, up to ``limit`` bytes of its body,
+        whether there was more, and its headers. ``timeout`` bounds the whole
+        call."""
         watch = Watch(timeout)
         headers = self._headers()
         if body is not None:
@@ -427,7 +434,7 @@ class Backend:
         finally:
             watch.finish()
             response.close()
-        return response.status_code, raw, truncated
+        return response.status_code, raw, truncated, response.headers
 
     def _get_json(self, path: str, params: Optional[Dict[str, str]] = None) -> Any:
         return self._request_json("GET", path, params=params)
@@ -475,8 +482,10 @@ class Backend:
         status: int,
         body: bytes,
         response: Optional[requests.Response] = None,
+        asked: Optional[str] = None,
     ) -> str:
-        """One line for a reply that is not a success."""
+        """One line for a reply that is not a success; ``asked`` is the method
+        and path, when there is no ``response`` to read them from."""
         content_type = response.headers.get("Content-Type", "") if response else ""
         detail = error_message(body, content_type)
         if 300 <= status < 400:
@@ -491,8 +500,9 @@ class Backend:
                 "API key rejected" if self._key is not None else "an API key is needed"
             )
             return f"HTTP {status}: {hint}: {detail}"
-        if status == 404 and response is not None and response.request is not None:
+        if response is not None and response.request is not None:
+            asked = f"{response.request.method} {urlsplit(response.url).path}"
+        if status == 404 and asked:
             # Names the path: a wrong base URL shows as a doubled or missing prefix.
-            path = urlsplit(response.url).path
-            return f"HTTP 404 for {response.request.method} {path}: {detail}"
+            return f"HTTP 404 for {asked}: {detail}"
         return f"HTTP {status}: {detail}"
