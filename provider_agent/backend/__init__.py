@@ -10,7 +10,8 @@ Quick start::
         with backend.execute(job) as stream:
             for chunk in stream:      # the upstream SSE bytes, as they arrive
                 print(chunk.decode(errors="replace"), end="")
-        print(stream.result)          # tokens (advisory) and timings
+        print(stream.result)          # tokens (advisory), timings, finish reason
+        print(backend.complete(job).text)  # or just the reply's text
 
 ``BACKENDS`` maps each kind to its class; ``create_backend`` builds one by name.
 """
