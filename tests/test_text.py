@@ -6,6 +6,7 @@ test names; the text must be the same whatever the pieces, in both wire formats.
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any, Dict, Iterator, List
 
@@ -313,8 +314,9 @@ def test_complete_serves_a_body_that_asks_for_no_stream(server, llama):
 def test_execute_refuses_stream_off_before_any_io(server, llama, value):
     job = chat_job()
     job.request["stream"] = value
-    with pytest.raises(ValueError, match=r"sets stream to .*complete\(\)"):
+    with pytest.raises(ValueError, match=r"sets stream to .*complete\(\)") as info:
         llama.execute(job)
+    assert f"stream to {json.dumps(value)}," in str(info.value)
     with pytest.raises(ValueError):
         llama.run(job, lambda data: None)
     assert server.requests == []

@@ -203,8 +203,9 @@ class Backend:
         if job.request.get("stream", True) is not True:
             raise ValueError(
                 f"job {job.job_id}: the request sets stream to "
-                f"{job.request['stream']!r}, but execute() always streams: drop "
-                "the field, or call complete() for the whole reply at once"
+                f"{json.dumps(job.request['stream'], default=repr)}, but "
+                "execute() always streams: drop the field, or call complete() "
+                "for the whole reply at once"
             )
         path = self._route(job.format)
         try:
