@@ -50,10 +50,24 @@ class Canned:
     body: bytes
     content_type: Optional[str] = "application/json"
     delay: float = 0.0
+    headers: Optional[Dict[str, str]] = None
 
 
-def reply_json(payload: Any, status: int = 200) -> Canned:
-    return Canned(status, js(payload))
+def reply_json(
+    payload: Any, status: int = 200, headers: Optional[Dict[str, str]] = None
+) -> Canned:
+    return Canned(status, js(payload), headers=headers)
+
+
+#: What llama-server sends with every reply (tools/server/server-http.cpp).
+LLAMA_SERVER = {"Server": "llama.cpp"}
+#: What vLLM's uvicorn sends (seen on a real vLLM).
+UVICORN = {"server": "uvicorn"}
+
+
+def _lms_unexpected(method: str, path: str) -> Canned:
+    """LM Studio's answer to a path it does not know: 200 and an error string."""
+    return reply_json({"error": f"Unexpected endpoint or method. ({method} {path})"})
 
 
 def serve(server: ScriptedServer, method: str, path: str, answer: Any) -> None:
@@ -66,6 +80,7 @@ def serve(server: ScriptedServer, method: str, path: str, answer: Any) -> None:
                 time.sleep(canned.delay)
             reply.start(
                 canned.status,
+                canned.headers,
                 content_type=canned.content_type,
                 length=len(canned.body),
             )
@@ -186,9 +201,18 @@ VLLM = Fake(
     takes_key=True,
     key_env=None,
     health_path="/health",
-    healthy=Canned(200, b"", content_type=None),
+    healthy=Canned(200, b"", content_type=None, headers=UVICORN),
     unhealthy={
-        "engine-dead-503": Unhealthy(Canned(503, b"", content_type=None), "503"),
+        "engine-dead-503": Unhealthy(
+            Canned(503, b"", content_type=None, headers=UVICORN), "503"
+        ),
+        "llama-server-on-the-port": Unhealthy(
+            reply_json({"status": "ok"}, headers=LLAMA_SERVER),
+            "this is a llama.cpp server, not vllm",
+        ),
+        "lm-studio-on-the-port": Unhealthy(
+            _lms_unexpected("GET", "/health"), "this is a lm studio server, not vllm"
+        ),
     },
     listings={
         "lora-takes-parent-window": Listing(
@@ -471,7 +495,7 @@ LLAMACPP = Fake(
     takes_key=True,
     key_env=None,
     health_path="/health",
-    healthy=reply_json({"status": "ok"}),
+    healthy=reply_json({"status": "ok"}, headers=LLAMA_SERVER),
     unhealthy={
         "loading-503": Unhealthy(
             reply_json(
@@ -483,11 +507,19 @@ LLAMACPP = Fake(
                     }
                 },
                 503,
+                LLAMA_SERVER,
             ),
             "loading",
         ),
         "loading-503-old-build": Unhealthy(
-            reply_json({"status": "loading model"}, 503), "loading"
+            reply_json({"status": "loading model"}, 503, LLAMA_SERVER), "loading"
+        ),
+        "vllm-on-the-port": Unhealthy(
+            Canned(200, b"", content_type=None, headers=UVICORN),
+            "this is a vllm server, not llamacpp",
+        ),
+        "lm-studio-on-the-port": Unhealthy(
+            _lms_unexpected("GET", "/health"), "this is a lm studio server"
         ),
     },
     listings={
@@ -744,11 +776,6 @@ _LMS_V0 = {
 }
 
 
-def _lms_unexpected(method: str, path: str) -> Canned:
-    """LM Studio's answer to a path it does not know: 200 and an error string."""
-    return reply_json({"error": f"Unexpected endpoint or method. ({method} {path})"})
-
-
 _LMS_CHUNK = {
     "id": "chatcmpl-um3b2l9t12bzrtha63q8",
     "object": "chat.completion.chunk",
@@ -769,6 +796,20 @@ LMSTUDIO = Fake(
     unhealthy={
         "200-unexpected-endpoint": Unhealthy(
             _lms_unexpected("GET", "/v1/models"), "unexpected endpoint"
+        ),
+        "llama-server-on-the-port": Unhealthy(
+            reply_json(_llama_listing(_LLAMA_META), headers=LLAMA_SERVER),
+            "this is a llama.cpp server, not lmstudio",
+        ),
+        "llama-server-behind-a-proxy": Unhealthy(
+            reply_json(_llama_listing(_LLAMA_META), headers={"Server": "nginx"}),
+            "this is a llama.cpp server, not lmstudio",
+        ),
+        "vllm-on-the-port": Unhealthy(
+            reply_json(
+                {"object": "list", "data": [_vllm_card("tiny")]}, headers=UVICORN
+            ),
+            "this is a vllm server, not lmstudio",
         ),
         "200-html-page": Unhealthy(
             Canned(
@@ -1064,8 +1105,13 @@ OLLAMA = Fake(
                     }
                 },
                 404,
+                LLAMA_SERVER,
             ),
-            "404",
+            "this is a llama.cpp server, not ollama",
+        ),
+        "404-behind-a-proxy": Unhealthy(
+            reply_json({"error": {"message": "File Not Found"}}, 404),
+            "http 404 for get /api/version",
         ),
         "html-page": Unhealthy(
             Canned(
@@ -1679,7 +1725,7 @@ def openai_request(fake: Fake) -> Dict[str, Any]:
         ],
         "temperature": 0.2,
         "max_tokens": 64,
-        "stream": False,
+        "stream": True,  # anything else is refused (test_execute_refuses_stream_off)
         "x_custom": {
             "nested": [1, 2.5, None, True, {"deep": {"ü": "é", "n": 10**15}}],
             "empty_object": {},

@@ -49,19 +49,34 @@ def test_job_accepts_strings_for_id_and_format() -> None:
 
 
 @pytest.mark.parametrize(
-    "change, error",
+    "change, error, field",
     [
-        ({"format": "grpc"}, ValueError),
-        ({"job_id": "not-a-uuid"}, ValueError),
-        ({"deadline_ms": 0}, ValueError),
-        ({"deadline_ms": 1.5}, TypeError),
-        ({"request": ["not", "an", "object"]}, TypeError),
-        ({"model_id": 7}, TypeError),
+        ({"format": "grpc"}, ValueError, "Job.format"),
+        ({"format": None}, ValueError, "Job.format"),
+        ({"job_id": "not-a-uuid"}, ValueError, "Job.job_id"),
+        ({"job_id": 7}, ValueError, "Job.job_id"),
+        ({"job_id": None}, ValueError, "Job.job_id"),
+        ({"deadline_ms": 0}, ValueError, "Job.deadline_ms"),
+        ({"deadline_ms": 1.5}, TypeError, "Job.deadline_ms"),
+        ({"request": ["not", "an", "object"]}, TypeError, "Job.request"),
+        ({"model_id": 7}, TypeError, "Job.model_id"),
     ],
 )
-def test_job_rejects_invalid_fields(change: dict, error: type) -> None:
-    with pytest.raises(error):
-        Job.from_dict({**COORDINATOR_JOB, **change})
+def test_job_rejects_invalid_fields(change: dict, error: type, field: str) -> None:
+    with pytest.raises(error, match=field):
+        Job.from_json(json.dumps({**COORDINATOR_JOB, **change}))
+
+
+@pytest.mark.parametrize("field", ["job_id", "model_id", "request"])
+def test_a_missing_field_is_named(field: str) -> None:
+    payload = {k: v for k, v in COORDINATOR_JOB.items() if k != field}
+    with pytest.raises(ValueError, match=f"needs the field\\(s\\) {field}$"):
+        Job.from_json(json.dumps(payload))
+
+
+def test_job_rejects_a_malformed_id_given_directly() -> None:
+    with pytest.raises(ValueError, match="Job.job_id must be a UUID string"):
+        Job("8c8a2d64", "m", {})  # type: ignore[arg-type]
 
 
 def test_job_new_makes_a_fresh_id() -> None:
@@ -81,6 +96,7 @@ def test_wire_format_values_are_lower_case() -> None:
         BackendHealth(True, 3, None),
         BackendHealth(False, None, "cannot connect: Connection refused"),
         JobResult(12, 28, 420, first_byte_ms=35, bytes_relayed=1024),
+        JobResult(1, 2, 3, finish_reason="end_turn"),
         JobResult(None, None, 5),
     ],
 )

@@ -30,6 +30,7 @@ from provider_agent.backend import (
     JobCancelledError,
     ModelNotFoundError,
     ProtocolError,
+    RemoteBackend,
     StreamError,
     TransportError,
     UnreachableError,
@@ -406,6 +407,33 @@ def test_404_on_chat_is_model_not_found(kind: str, server: ScriptedServer):
     assert info.value.model_id == "some-model"
     assert info.value.status == 404
     assert info.value.body == body.decode()
+    # the path asked, so that a wrong base URL shows
+    assert f"HTTP 404 for POST {chat_path(kind)}: " in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "kind", [k for k in KINDS if not issubclass(BACKENDS[k], RemoteBackend)]
+)
+def test_a_local_base_url_ending_in_v1_is_taken_without_it(
+    kind: str, server: ScriptedServer
+):
+    # The base URL an OpenAI client takes; the routes already start with /v1.
+    stream = b'data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n'
+    server.stream("POST", chat_path(kind), [stream, b"data: [DONE]\n\n"])
+    for url in (server.url + "/v1", server.url + "/v1/"):
+        with make_backend(kind, url) as backend:
+            assert backend.url == server.url
+            assert backend.id == f"{kind}:{server.url}"
+            assert backend.complete(a_job()).text == "Hi"
+    assert [r.path for r in server.requests] == [chat_path(kind)] * 2
+
+
+@pytest.mark.parametrize(
+    "kind", [k for k in KINDS if issubclass(BACKENDS[k], RemoteBackend)]
+)
+def test_a_remote_base_url_keeps_its_path(kind: str):
+    with make_backend(kind, "https://gateway.example/v1") as backend:
+        assert backend.url == "https://gateway.example/v1/api/v1"
 
 
 LMSTUDIO_UNKNOWN_MODEL = (

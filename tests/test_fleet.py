@@ -512,3 +512,20 @@ def test_a_backend_fleet_error_is_one_except_away():
     assert issubclass(ModelNotLoadedError, BackendError)
     assert issubclass(OutOfCapacityError, BackendError)
     assert issubclass(AllBackendsFailedError, BackendError)
+
+
+def test_a_fleet_stream_reads_as_text_and_complete_gives_the_whole_reply(
+    servers, fleet_of
+):
+    srv = fakes.chat(fakes.llamacpp(servers()), fakes.openai_chunks("Hello there"))
+    backend = LlamaCppBackend(srv.url)
+    fleet = fleet_of(backend)
+    with fleet.execute(job()) as stream:
+        assert list(stream.iter_text()) == ["Hello", "there"]
+    assert stream.result is not None and stream.result.finish_reason == "stop"
+    request = {"messages": [{"role": "user", "content": "Hi"}], "stream": False}
+    reply = fleet.complete(Job.new("tiny", request))
+    assert (reply.text, reply.finish_reason) == ("Hellothere", "stop")
+    assert reply.result.backend_id == backend.id
+    assert srv.last(CHAT).json()["stream"] is True
+    assert fleet.in_flight == 0

@@ -820,6 +820,42 @@ def test_result_is_set_only_once_the_stream_is_exhausted(server, llama):
     assert stream.result is result
 
 
+def test_result_keeps_the_finish_reason(server, llama):
+    server.stream("POST", CHAT, [delta("Hi"), delta("", "length"), USAGE, DONE])
+    with llama.execute(chat_job()) as stream:
+        b"".join(stream)
+    assert stream.result is not None
+    assert stream.result.finish_reason == "length"
+
+
+def test_a_cancelled_stream_keeps_what_it_had_read(server, llama):
+    hold = threading.Event()
+    server.stream("POST", CHAT, [delta("Hi", "stop"), USAGE, PAUSE, hold, DONE])
+    got = b""
+    with llama.execute(chat_job()) as stream:
+        assert stream.partial_result.input_tokens is None
+        with pytest.raises(JobCancelledError):
+            for data in stream:
+                got += data
+                if USAGE in got:
+                    stream.cancel()
+    hold.set()
+    assert stream.result is None
+    partial = stream.partial_result
+    assert (partial.input_tokens, partial.output_tokens) == (12, 28)
+    assert partial.finish_reason == "stop"
+    assert partial.bytes_relayed == len(got)
+    time.sleep(0.01)
+    assert stream.partial_result.duration_ms == partial.duration_ms  # stopped
+
+
+def test_partial_result_is_the_result_after_a_clean_end(server, llama):
+    server.stream("POST", CHAT, [delta("Hi"), USAGE, DONE])
+    with llama.execute(chat_job()) as stream:
+        b"".join(stream)
+    assert stream.partial_result is stream.result
+
+
 def test_result_without_a_usage_chunk_has_no_tokens(server, llama):
     server.stream("POST", CHAT, [delta("Hel"), delta("", "stop"), DONE])
     result = llama.run(chat_job(), lambda data: None)

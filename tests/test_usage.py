@@ -410,6 +410,51 @@ def test_anthropic_usage_is_not_read_in_openai_mode():
     assert outcome(parser) == (None, None, False, None)
 
 
+# -- finish reason ---------------------------------------------------------------
+
+
+def finish_chunk(reason: Any, spaced: bool = False) -> bytes:
+    chunk = {"choices": [{"index": 0, "delta": {}, "finish_reason": reason}]}
+    if spaced:  # as Python's json.dumps writes it
+        return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+    return sse(chunk)
+
+
+@pytest.mark.parametrize("spaced", [False, True])
+@pytest.mark.parametrize("reason", ["stop", "length", "tool_calls", "error"])
+def test_openai_finish_reason(reason, spaced):
+    stream = [delta("Hi"), finish_chunk(reason, spaced), usage_chunk(1, 2), DONE]
+    assert parse(OPENAI, stream).finish_reason == reason
+
+
+def test_openai_finish_reason_on_the_last_content_chunk():
+    chunk = {
+        "choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": "stop"}]
+    }
+    assert parse(OPENAI, [sse(chunk), DONE]).finish_reason == "stop"
+
+
+@pytest.mark.parametrize("reason", [None, "", 3, ["stop"]])
+def test_openai_finish_reason_that_is_not_a_name_is_ignored(reason):
+    parser = parse(OPENAI, [finish_chunk("stop"), finish_chunk(reason), DONE])
+    assert parser.finish_reason == "stop"
+
+
+def test_no_finish_reason_is_none():
+    assert parse(OPENAI, [delta("Hi"), DONE]).finish_reason is None
+    assert parse(ANTHROPIC, [message_start(1), STOP]).finish_reason is None
+
+
+def test_anthropic_stop_reason_of_message_delta():
+    parser = parse(ANTHROPIC, [message_start(1), message_delta(output_tokens=3), STOP])
+    assert parser.finish_reason == "end_turn"
+
+
+def test_anthropic_stop_reason_is_not_read_in_openai_mode():
+    parser = parse(OPENAI, [message_delta(output_tokens=3), DONE])
+    assert parser.finish_reason is None
+
+
 # -- Anthropic usage -----------------------------------------------------------
 
 

@@ -10,7 +10,8 @@ Quick start::
         with backend.execute(job) as stream:
             for chunk in stream:      # the upstream SSE bytes, as they arrive
                 print(chunk.decode(errors="replace"), end="")
-        print(stream.result)          # tokens (advisory) and timings
+        print(stream.result)          # tokens (advisory), timings, finish reason
+        print(backend.complete(job).text)  # or just the reply's text
 
 ``BACKENDS`` maps each kind to its class; ``create_backend`` builds one by name.
 """
@@ -21,7 +22,7 @@ import os
 from typing import Any, Dict, Optional, Type
 
 from .base import Backend
-from .data import BackendHealth, BackendModel, Job, JobResult, WireFormat
+from .data import BackendHealth, BackendModel, Job, JobResult, Reply, WireFormat
 from .errors import (
     BackendError,
     BackendTimeoutError,
@@ -42,6 +43,7 @@ from .openrouter import OpenRouterBackend
 from .remote import RemoteBackend
 from .sink import CallbackSink, JobSink
 from .stream import JobStream
+from .text import TextDelta
 from .venice import VeniceBackend
 from .vllm import VllmBackend
 
@@ -67,7 +69,9 @@ __all__ = [
     "OpenRouterBackend",
     "ProtocolError",
     "RemoteBackend",
+    "Reply",
     "StreamError",
+    "TextDelta",
     "TransportError",
     "UnreachableError",
     "UnsupportedWireFormatError",

@@ -47,3 +47,10 @@ def normalise_url(url: str) -> str:
     if parts.username or parts.password:
         raise ValueError("put credentials in api_key, not in the URL")
     return url.rstrip("/")
+
+
+def local_base(url: str) -> str:
+    """A local engine's base URL without the ``/v1`` an OpenAI client's base URL
+    ends in: the backend's routes carry it (``/v1/chat/completions``), and kept it
+    would make every job a 404 while ``/health`` still answered."""
+    return url[: -len("/v1")] if url.endswith("/v1") else url

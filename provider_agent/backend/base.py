@@ -33,14 +33,15 @@ from urllib.parse import urlsplit
 
 import requests
 
-from ._checks import checked_headers, checked_key, normalise_url
+from ._checks import checked_headers, checked_key, local_base, normalise_url
 from ._fork import renew_after_fork
+from ._identity import mismatch
 from ._replies import dict_items, error_message, load_json
 from ._secret import redact
 from ._stopper import current_stopper
 from ._transport import Transport
 from ._watch import Watch
-from .data import BackendHealth, BackendModel, Job, JobResult, WireFormat
+from .data import BackendHealth, BackendModel, Job, JobResult, Reply, WireFormat
 from .errors import (
     MAX_ERROR_BODY,
     BackendError,
@@ -81,8 +82,10 @@ class Backend:
     model listing's), ``stream_read_timeout`` (s of silence tolerated inside a
     stream; the job's deadline always applies), ``headers`` (sent with every
     request, e.g. OpenRouter's ``HTTP-Referer``), ``max_connections`` (kept open).
-    Raises ``ValueError`` for a URL that is not http(s), and
-    ``MissingApiKeyError`` when the kind needs a key and none is given.
+    A local kind's URL may end in ``/v1`` (the base URL OpenAI clients take): the
+    suffix is dropped, since the routes carry it. Raises ``ValueError`` for a URL
+    that is not http(s), and ``MissingApiKeyError`` when the kind needs a key and
+    none is given.
     """
 
     kind: ClassVar[str]
@@ -117,6 +120,8 @@ class Backend:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         self.url = normalise_url(url or self.default_url)
+        if self.native:
+            self.url = local_base(self.url)
         self._key = checked_key(api_key)
         if self.needs_key and self._key is None:
             raise MissingApiKeyError(self.kind, "an API key is required")
@@ -160,22 +165,26 @@ class Backend:
         key = ", api_key=<redacted>" if self._key is not None else ""
         return f"{type(self).__name__}(url={self.url!r}{key})"
 
-    # -- the five operations --------------------------------------------------
+    # -- the operations -------------------------------------------------------
 
     def health(self, timeout: Optional[float] = None) -> BackendHealth:
         """Probe the backend cheaply (never a completion). Never raises for network
-        trouble: an unreachable backend is ``reachable=False`` with ``last_error``.
-        ``timeout`` (s) bounds the whole probe; the default is ``health_timeout``."""
+        trouble: an unreachable backend is ``reachable=False`` with ``last_error``,
+        and so is a server that shows it is of another kind. ``timeout`` (s)
+        bounds the whole probe; the default is ``health_timeout``."""
         started = time.monotonic()
         budget = self.health_timeout if timeout is None else timeout
         try:
-            status, body, _ = self._fetch(
+            status, body, _, headers = self._fetch(
                 "GET", self.health_path, budget, HEALTH_BODY_LIMIT
             )
         except BackendError as exc:
             return BackendHealth(False, None, exc.message)
         latency = int((time.monotonic() - started) * 1000)
-        problem = self._redact(self._probe_error(status, body))
+        problem = self._redact(
+            mismatch(self.kind, status, headers, body)
+            or self._probe_error(status, body)
+        )
         if problem is not None:
             log.debug("%s unhealthy: %s", self.id, problem)
         return BackendHealth(problem is None, latency, problem)
@@ -190,15 +199,23 @@ class Backend:
     def execute(self, job: Job) -> JobStream:
         """Send ``job`` and return its stream once the upstream has answered.
 
-        The request body is relayed untouched except: ``stream`` forced on,
+        The request body is relayed untouched except: ``stream`` set to true,
         ``model`` filled from the job when absent and, in the OpenAI format,
         ``stream_options.include_usage`` added when the caller set no
         ``stream_options``. Raises ``UnsupportedWireFormatError`` (before any
         network I/O) when the backend does not speak the job's format, and the
         errors of a failed request (``BadStatusError``, ``ModelNotFoundError``,
         ``UnreachableError``, ``BackendTimeoutError``, ...); ``ValueError`` when
-        the request cannot be written as JSON.
+        the request cannot be written as JSON or sets ``stream`` to anything but
+        true (``complete()`` is for a whole reply).
         """
+        if job.request.get("stream", True) is not True:
+            raise ValueError(
+                f"job {job.job_id}: the request sets stream to "
+                f"{json.dumps(job.request['stream'], default=repr)}, but "
+                "execute() always streams: drop the field, or call complete() "
+                "for the whole reply at once"
+            )
         path = self._route(job.format)
         try:
             text = json.dumps(self._prepare(job), ensure_ascii=False, allow_nan=False)
@@ -228,6 +245,14 @@ class Backend:
             response.close()
             raise
         return JobStream(self.id, job, response, watch, self._transport)
+
+    def complete(self, job: Job) -> Reply:
+        """Run ``job`` and return its whole reply (text, reasoning, result), for a
+        caller who wants no stream. The body may say ``"stream": false``: the reply
+        is still read as a stream, and assembled. Raises as ``execute()`` and
+        iterating its stream do."""
+        with self.execute(job.without_stream_flag()) as stream:
+            return stream.reply()
 
     def cancel(self, job_id: uuid.UUID) -> bool:
         """Cancel a running job of this backend from any thread, at any stage:
@@ -283,7 +308,8 @@ class Backend:
     def _probe_error(self, status: int, body: bytes) -> Optional[str]:
         """None when a probe reply means healthy, else a short reason."""
         if not 200 <= status < 300:
-            return self._status_problem(status, body)
+            asked = f"GET {urlsplit(self.url).path}{self.health_path}"
+            return self._status_problem(status, body, asked=asked)
         if self.probe_key is None:
             return None
         try:
@@ -373,7 +399,7 @@ class Backend:
     ) -> Any:
         """A JSON reply from the backend; BackendError when it cannot be had."""
         data = None if body is None else json.dumps(body).encode("utf-8")
-        _, raw, truncated = self._fetch(
+        _, raw, truncated, _ = self._fetch(
             method,
             path,
             self.request_timeout,
@@ -397,10 +423,10 @@ class Backend:
         body: Optional[bytes] = None,
         params: Optional[Dict[str, str]] = None,
         check_status: bool = False,
-    ) -> Tuple[int, bytes, bool]:
-        """One bounded request: its status, up to ``limit`` bytes of its body and
-        whether there was more. ``timeout`` bounds the whole call; the calling
-        thread's ``Stopper``, if any, may end it sooner."""
+    ) -> Tuple[int, bytes, bool, Mapping[str, str]]:
+        """One bounded request: its status, up to ``limit`` bytes of its body,
+        whether there was more, and its headers. ``timeout`` bounds the whole
+        call; the calling thread's ``Stopper``, if any, may end it sooner."""
         watch = Watch(timeout)
         stopper = current_stopper()
         if stopper is not None:
@@ -422,7 +448,7 @@ class Backend:
         finally:
             if stopper is not None:
                 stopper.discard(watch)
-        return response.status_code, raw, truncated
+        return response.status_code, raw, truncated, response.headers
 
     def _get_json(self, path: str, params: Optional[Dict[str, str]] = None) -> Any:
         return self._request_json("GET", path, params=params)
@@ -470,8 +496,10 @@ class Backend:
         status: int,
         body: bytes,
         response: Optional[requests.Response] = None,
+        asked: Optional[str] = None,
     ) -> str:
-        """One line for a reply that is not a success."""
+        """One line for a reply that is not a success; ``asked`` is the method
+        and path, when there is no ``response`` to read them from."""
         content_type = response.headers.get("Content-Type", "") if response else ""
         detail = error_message(body, content_type)
         if 300 <= status < 400:
@@ -486,6 +514,11 @@ class Backend:
                 "API key rejected" if self._key is not None else "an API key is needed"
             )
             return f"HTTP {status}: {hint}: {detail}"
+        if response is not None and response.request is not None:
+            asked = f"{response.request.method} {urlsplit(response.url).path}"
+        if status == 404 and asked:
+            # Names the path: a wrong base URL shows as a doubled or missing prefix.
+            return f"HTTP 404 for {asked}: {detail}"
         return f"HTTP {status}: {detail}"
 
 

@@ -4,7 +4,8 @@ Each ``next()`` waits for at most one read of the body and returns whatever it
 got (a chunked body may also read the next chunk's size line), so a caller sees an
 event as soon as it reaches us, comments and keep-alives included, byte for byte.
 Usage is parsed from the same bytes on the next call, after the caller has had
-them.
+them. ``iter_text()``, ``text()`` and ``reply()`` read the reply's text instead of
+its bytes (see ``text.py``).
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ import requests
 
 from ._transport import Transport
 from ._watch import Watch
-from .data import Job, JobResult
+from .data import Job, JobResult, Reply
 from .errors import (
     BackendError,
     JobCancelledError,
     StreamError,
 )
 from .sink import SinkLike, as_sink
+from .text import TextDelta, TextReader
 from .usage import UsageParser
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,10 @@ log = logging.getLogger(__name__)
 class JobStream(Iterator[bytes]):
     """Iterator over the upstream byte chunks of one job, exactly as received.
 
-    ``result`` holds the ``JobResult`` once the stream has ended cleanly.
+    ``result`` holds the ``JobResult`` once the stream has ended cleanly;
+    ``partial_result`` what was read so far, however the stream ended.
+    ``iter_text()``, ``text()`` and ``reply()`` read the reply's text rather than
+    its bytes (from the stream's start: call one before any other iteration).
     ``cancel()`` may be called from any thread: the iterating thread then gets
     ``JobCancelledError`` and the upstream connection is closed. ``close()`` (or
     leaving a ``with`` block, or dropping the stream) releases the connection early.
@@ -62,6 +67,7 @@ class JobStream(Iterator[bytes]):
         self._unparsed = b""
         self._relayed = 0
         self._first_byte_ms: Optional[int] = None
+        self._ended_ms: Optional[int] = None
         # close() may come from another thread while this one reads: it then
         # only cancels, and the reading thread releases the connection.
         self._lock = threading.Lock()
@@ -72,6 +78,56 @@ class JobStream(Iterator[bytes]):
     @property
     def bytes_relayed(self) -> int:
         return self._relayed
+
+    @property
+    def partial_result(self) -> JobResult:
+        """``result`` after a clean end; otherwise (cancelled, past the deadline,
+        failed, or still running) the usage, finish reason and timings read so
+        far, with None for what the stream had not said yet."""
+        return self.result or self._snapshot()
+
+    def iter_text(self, include_reasoning: bool = False) -> Iterator[TextDelta]:
+        """Each piece of the reply's text as soon as its event has arrived, a
+        ``TextDelta`` (a ``str``). With ``include_reasoning``, the model's
+        reasoning pieces come too, marked ``reasoning=True``. Consumes the
+        stream: ``result`` is set at its end; raises as iterating bytes does."""
+        reader = self._parser
+        if not isinstance(reader, TextReader):
+            if self._relayed:
+                raise RuntimeError(
+                    "iter_text() reads a stream from its start, "
+                    "but bytes of this one were already taken"
+                )
+            reader = self._parser = TextReader(self.job.format)
+        for chunk in self:
+            reader.feed(chunk)  # now, not on the next read: the text is due
+            self._unparsed = b""
+            yield from self._pieces(reader, include_reasoning)
+        # What the stream's end completed (a last event without its blank line).
+        yield from self._pieces(reader, include_reasoning)
+
+    def text(self) -> str:
+        """The whole reply text (no reasoning); consumes the stream like
+        ``iter_text()``."""
+        return "".join(self.iter_text())
+
+    def reply(self) -> Reply:
+        """The whole reply: text, reasoning and result; consumes the stream like
+        ``iter_text()``."""
+        text: List[str] = []
+        reasoning: List[str] = []
+        for piece in self.iter_text(include_reasoning=True):
+            (reasoning if piece.reasoning else text).append(piece)
+        if self.result is None:
+            raise RuntimeError("the stream was closed before its end")
+        return Reply("".join(text), "".join(reasoning), self.result)
+
+    @staticmethod
+    def _pieces(reader: TextReader, include_reasoning: bool) -> List[TextDelta]:
+        pieces = reader.take()
+        if include_reasoning:
+            return pieces
+        return [piece for piece in pieces if not piece.reasoning]
 
     def __iter__(self) -> JobStream:
         return self
@@ -118,15 +174,22 @@ class JobStream(Iterator[bytes]):
         error = self._failure()
         if error is not None:
             raise self._transport.scrub(error)
-        self.result = JobResult(
+        self.result = self._snapshot()
+        log.debug("%s job %s done: %s", self.backend_id, self.job.job_id, self.result)
+
+    def _snapshot(self) -> JobResult:
+        parser = self._parser
+        return JobResult(
             input_tokens=parser.input_tokens,
             output_tokens=parser.output_tokens,
-            duration_ms=self._watch.elapsed_ms(),
+            duration_ms=(
+                self._watch.elapsed_ms() if self._ended_ms is None else self._ended_ms
+            ),
             first_byte_ms=self._first_byte_ms,
             bytes_relayed=self._relayed,
+            finish_reason=parser.finish_reason,
             backend_id=self.backend_id,
         )
-        log.debug("%s job %s done: %s", self.backend_id, self.job.job_id, self.result)
 
     def _failure(self) -> Optional[BackendError]:
         """Why a stream that has ended did not succeed, or None."""
@@ -149,6 +212,7 @@ class JobStream(Iterator[bytes]):
             callbacks, self._on_release = self._on_release, []
         if response is None:
             return
+        self._ended_ms = self._watch.elapsed_ms()
         try:
             self._watch.finish()  # stops the deadline timer; forgets the socket
             if reuse:

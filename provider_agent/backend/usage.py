@@ -14,12 +14,15 @@ token is half a UTF-8 character. Input tokens include the prompt-cache fields
 (``cache_read_input_tokens``, ``cache_creation_input_tokens``), as OpenAI's
 ``prompt_tokens`` does.
 An ``error`` object in a data event, or an ``error`` event, is an in-band error.
+The finish reason is the first choice's non-null ``finish_reason`` (OpenAI) or
+``message_delta``'s ``delta.stop_reason`` (Anthropic).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+import re
+from typing import Any, Iterator, Optional, Tuple
 
 from sseclient import SSEClient
 
@@ -35,6 +38,16 @@ _MARKERS = {
     WireFormat.OPENAI: (b"usage", b"error", b"[DONE]"),
     WireFormat.ANTHROPIC: (b"message_", b"error"),
 }
+#: Every OpenAI chunk holds ``"finish_reason":null``; only a string value counts.
+_FINISH = re.compile(rb'"finish_reason"\s*:\s*"')
+
+
+def sse_events(block: bytes) -> Iterator[Tuple[str, str]]:
+    """The (name, data) of each event in a run of complete events."""
+    # sseclient-py decodes strictly; a stray invalid byte must not hide an event.
+    clean = block.decode("utf-8", "replace").encode("utf-8")
+    for event in SSEClient(iter([clean])).events():
+        yield event.event, event.data
 
 
 def _larger(old: Optional[int], new: Optional[int]) -> Optional[int]:
@@ -68,6 +81,7 @@ class UsageParser:
         self.input_tokens: Optional[int] = None
         self.output_tokens: Optional[int] = None
         self.error: Optional[str] = None
+        self.finish_reason: Optional[str] = None
         self.terminated = False
         self._pending = b""
         self._held_cr = False
@@ -100,12 +114,12 @@ class UsageParser:
     def _parse(self, block: bytes) -> None:
         # Most events carry only text. Every event this parser acts on holds one
         # of these markers, so the others skip the parse (and the relay's time).
-        if not any(marker in block for marker in _MARKERS[self.wire_format]):
+        if not any(marker in block for marker in _MARKERS[self.wire_format]) and not (
+            self.wire_format is WireFormat.OPENAI and _FINISH.search(block)
+        ):
             return
-        # sseclient-py decodes strictly; a stray invalid byte must not hide usage.
-        clean = block.decode("utf-8", "replace").encode("utf-8")
-        for event in SSEClient(iter([clean])).events():
-            self._on_event(event.event, event.data)
+        for name, data in sse_events(block):
+            self._on_event(name, data)
 
     def _on_event(self, name: str, data: str) -> None:
         if data.strip() == "[DONE]":
@@ -126,6 +140,9 @@ class UsageParser:
     def _on_openai(self, payload: dict) -> None:  # type: ignore[type-arg]
         if payload.get("error") or payload.get("object") == "error":
             self.error = describe_error(payload.get("error") or payload)
+        choices = payload.get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+            self._finished(choices[0].get("finish_reason"))
         usage = payload.get("usage")
         if isinstance(usage, dict):
             prompt = as_int(usage.get("prompt_tokens"), 0)
@@ -145,8 +162,15 @@ class UsageParser:
             self._anthropic_usage(usage)
         elif kind == "message_delta":
             self._anthropic_usage(payload.get("usage"))
+            delta = payload.get("delta")
+            if isinstance(delta, dict):
+                self._finished(delta.get("stop_reason"))
         elif kind == "message_stop":
             self.terminated = True
+
+    def _finished(self, reason: Any) -> None:
+        if isinstance(reason, str) and reason:
+            self.finish_reason = reason
 
     def _anthropic_usage(self, usage: Any) -> None:
         if isinstance(usage, dict):

@@ -35,6 +35,7 @@ from ..backend import (
     JobResult,
     JobStream,
     ModelNotFoundError,
+    Reply,
     WireFormat,
 )
 from ..backend._fork import renew_after_fork
@@ -209,6 +210,13 @@ class Fleet:
     def run(self, job: Job, sink: SinkLike) -> JobResult:
         """Run ``job``, pushing each chunk into ``sink`` as it is read."""
         return self.execute(job).send_to(sink)
+
+    def complete(self, job: Job) -> Reply:
+        """Run ``job`` and return its whole reply (text, reasoning, result), for
+        a caller who wants no stream; ``"stream": false`` in its body is fine.
+        Raises as ``execute()`` and iterating its stream do."""
+        with self.execute(job.without_stream_flag()) as stream:
+            return stream.reply()
 
     def submit(self, job: Job, sink: SinkLike) -> Future[JobResult]:
         """Run ``job`` on the fleet's thread pool, pushing each chunk into ``sink``

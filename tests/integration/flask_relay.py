@@ -37,6 +37,8 @@ def create_app(backend: Backend) -> Flask:
             return Response(exc.body, exc.status, mimetype="application/json")
         except BackendError as exc:
             return jsonify(error={"message": str(exc)}), 502
+        except ValueError as exc:  # e.g. "stream": false, which a relay cannot serve
+            return jsonify(error={"message": str(exc)}), 400
         copy = bytearray()
         relayed.append(copy)
 
