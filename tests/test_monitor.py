@@ -173,3 +173,24 @@ def test_bad_intervals_are_refused(llama):
         HealthMonitor([llama], interval=0)
     with pytest.raises(ValueError):
         HealthMonitor([llama], timeout=-1)
+
+
+def test_exiting_while_a_round_is_under_way_logs_no_error(server, llama):
+    script = f"""
+        import logging, time
+        logging.basicConfig(level=logging.INFO)
+        from provider_agent.backend import LlamaCppBackend
+        from provider_agent.fleet import HealthMonitor
+        monitor = HealthMonitor([LlamaCppBackend({server.url!r})], interval=0.01)
+        monitor.start()
+        time.sleep(0.1)
+    """
+    for _ in range(3):
+        done = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(script)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0
+        assert "Traceback" not in done.stderr and "ERROR" not in done.stderr

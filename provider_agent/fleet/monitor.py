@@ -346,11 +346,11 @@ _running: weakref.WeakSet[HealthMonitor] = weakref.WeakSet()
 
 
 def _at_exit() -> None:
-    """Cut every monitor's probes under way: the interpreter joins the poll's
-    worker threads at exit, and a backend that never answers would hold it for
-    a whole probe timeout."""
+    """Stop every monitor and cut its probes under way: the interpreter joins the
+    poll's worker threads at exit, and a backend that never answers would hold
+    it for a whole probe timeout."""
     for monitor in list(_running):
-        monitor._stopper.stop()
+        monitor.stop(timeout=0)
 
 
 # threading's exit hooks run before it joins the pools' workers (concurrent
@@ -368,6 +368,8 @@ def _loop(ref: weakref.ReferenceType[HealthMonitor], wake: threading.Event) -> N
         try:
             delay = monitor._tick(wake)
         except Exception:  # noqa: BLE001 - the monitor must outlive a bad round
+            if monitor._wake is not wake:
+                return  # stopped under way (at exit, the pools refuse work)
             log.exception("health round failed")
             delay = monitor.interval
         del monitor  # hold no reference while asleep

@@ -108,7 +108,8 @@ def choose(
     if not free:
         raise OutOfCapacityError(
             f"every backend serving model {model_id!r} is running as many jobs "
-            "as it may"
+            "as it may",
+            retry_after=1.0,
         )
     candidates = [v for v in free if v.up] or free
     return [
