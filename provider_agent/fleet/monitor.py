@@ -151,10 +151,11 @@ class HealthMonitor:
     # -- the thread -----------------------------------------------------------
 
     def start(self) -> HealthMonitor:
-        """Start the background thread (again after a fork); a no-op when it runs."""
+        """Start the background thread (again after a fork); a no-op when it runs,
+        or once the interpreter is exiting."""
         with self._lock:
             self._restart = False
-            if self._thread is not None and self._thread.is_alive():
+            if _exiting or (self._thread is not None and self._thread.is_alive()):
                 return self
             self._wake = threading.Event()
             self._stopper = Stopper()
@@ -343,12 +344,16 @@ class HealthMonitor:
 
 #: Monitors whose thread was started, for the exit hook below.
 _running: weakref.WeakSet[HealthMonitor] = weakref.WeakSet()
+#: Set by the exit hook: from then on no monitor starts (the pools refuse work).
+_exiting = False
 
 
 def _at_exit() -> None:
     """Stop every monitor and cut its probes under way: the interpreter joins the
     poll's worker threads at exit, and a backend that never answers would hold
     it for a whole probe timeout."""
+    global _exiting
+    _exiting = True
     for monitor in list(_running):
         monitor.stop(timeout=0)
 
