@@ -10,6 +10,7 @@ backend cannot sink the poll.
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Callable, Dict, List, Optional, Sequence, TypeVar, Union
 
@@ -33,23 +34,27 @@ R = TypeVar("R")
 
 
 def fan_out(
-    fn: Callable[[T], R],
+    fn: Callable[[T, float], R],
     items: Sequence[T],
     *,
     timeout: float,
     max_workers: Optional[int] = None,
     stopper: Optional[Stopper] = None,
 ) -> List[Optional[R]]:
-    """``fn`` of every item at once; None for an item whose call had not returned
-    within ``timeout`` seconds (it goes on, bounded by its own deadline, and its
-    result is dropped). ``stopper`` can cut the calls short. An exception ``fn``
-    raises propagates: ``fn`` must turn the failures it expects into results."""
+    """``fn(item, seconds_left)`` of every item at once; None for an item whose
+    call had not returned within ``timeout`` seconds of this call (it goes on,
+    bounded by its own deadline, and its result is dropped). The budget starts
+    now, not when a thread is free: starting hundreds of threads takes a good
+    part of a second, so a call started late is told how little is left.
+    ``stopper`` can cut the calls short. An exception ``fn`` raises propagates:
+    ``fn`` must turn the failures it expects into results."""
     if not items:
         return []
+    deadline = time.monotonic() + timeout
 
     def call(item: T) -> R:
         with under(stopper):
-            return fn(item)
+            return fn(item, max(deadline - time.monotonic(), 0.001))
 
     workers = max(1, min(len(items), max_workers or MAX_WORKERS))
     pool = ThreadPoolExecutor(
@@ -57,7 +62,8 @@ def fan_out(
     )
     try:
         futures = [pool.submit(call, item) for item in items]
-        done, _ = wait(futures, timeout=timeout, return_when=FIRST_EXCEPTION)
+        left = max(deadline - time.monotonic(), 0.0)
+        done, _ = wait(futures, timeout=left, return_when=FIRST_EXCEPTION)
         for future in done:
             future.result()  # re-raise a bug in fn at once
     finally:
@@ -65,10 +71,14 @@ def fan_out(
     return [f.result() if f.done() and not f.cancelled() else None for f in futures]
 
 
-def _budget(backends: Sequence[Backend], timeout: Optional[float], attr: str) -> float:
+def _longest(backends: Sequence[Backend], timeout: Optional[float], attr: str) -> float:
     if timeout is None:
         timeout = max(float(getattr(b, attr)) for b in backends)
-    return timeout + min(_GRACE_S + 0.1 * timeout, 1.0)
+    return timeout
+
+
+def _grace(timeout: float) -> float:
+    return min(_GRACE_S + 0.05 * timeout, 0.5)
 
 
 def poll_health(
@@ -79,9 +89,10 @@ def poll_health(
 ) -> Dict[str, BackendHealth]:
     """Probe every backend concurrently; their health keyed by backend id.
 
-    ``timeout`` (s) bounds each probe, and so the poll; the default is each
+    ``timeout`` (s) bounds the poll, and so each probe; the default is each
     backend's own ``health_timeout``. A probe that has not reported by then is
-    ``reachable=False``. Backends sharing an id are probed once.
+    ``reachable=False``; one that started late (hundreds of threads take time
+    to start) gets what is left. Backends sharing an id are probed once.
     """
     return _poll(backends, timeout, max_workers, None)
 
@@ -95,10 +106,17 @@ def _poll(
     unique = list({b.id: b for b in backends}.values())
     if not unique:
         return {}
+
+    def probe(backend: Backend, left: float) -> BackendHealth:
+        own = backend.health_timeout if timeout is None else timeout
+        return backend.health(min(own, max(left - grace, 0.001)))
+
+    longest = _longest(unique, timeout, "health_timeout")
+    grace = _grace(longest)
     results = fan_out(
-        lambda b: b.health(timeout),
+        probe,
         unique,
-        timeout=_budget(unique, timeout, "health_timeout"),
+        timeout=longest + grace,
         max_workers=max_workers,
         stopper=stopper,
     )
@@ -130,10 +148,11 @@ def list_all_models(
     unique = list({b.id: b for b in backends}.values())
     if not unique:
         return {}
+    longest = _longest(unique, None, "request_timeout")
     results = fan_out(
-        _listing,
+        lambda backend, left: _listing(backend),
         unique,
-        timeout=_budget(unique, None, "request_timeout"),
+        timeout=longest + _grace(longest),
         max_workers=max_workers,
         stopper=stopper,
     )
