@@ -18,7 +18,7 @@ from provider_agent.fleet.monitor import BACKOFF_START, backoff
 
 from . import fakes
 from .polling import eventually
-from .server import ScriptedServer
+from .server import Reply, ScriptedServer
 
 
 def probes(srv: ScriptedServer) -> int:
@@ -202,3 +202,24 @@ def test_a_fleet_still_serving_jobs_at_exit_logs_no_error(server):
     )
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr and "ERROR" not in done.stderr
+
+
+def test_a_mark_down_during_a_round_is_not_undone_by_the_round(server, llama):
+    listing = server.routes[("GET", "/v1/models")]
+    listed = threading.Event()
+
+    def slow_listing(reply: Reply) -> None:
+        listed.set()
+        time.sleep(0.5)
+        listing(reply)
+
+    server.route("GET", "/v1/models", slow_listing)
+    monitor = HealthMonitor([llama], interval=60)
+    worker = threading.Thread(target=monitor.refresh)
+    worker.start()
+    assert listed.wait(5)  # the probe said up; the listing is under way
+    monitor.mark_down(llama.id, "a job failed: connection refused")
+    worker.join(5)
+    status = monitor.snapshot()[llama.id]
+    assert not status.up
+    assert status.health.last_error == "a job failed: connection refused"

@@ -228,6 +228,7 @@ class HealthMonitor:
         ``wake``), nothing is committed once the monitor was stopped."""
         stopper = self._stopper if wake is not None else None
         with self._probing:
+            started = time.time()
             health = _poll(backends, self.timeout, None, stopper)
             now = time.time()
             old = self._snapshot
@@ -244,8 +245,11 @@ class HealthMonitor:
                     return  # stopped meanwhile: its probes were cut short
                 new = dict(self._snapshot)
                 for backend in backends:
+                    current = new.get(backend.id)
+                    if current is not None and current.checked_at > started:
+                        continue  # a job marked it down meanwhile: that is newer
                     new[backend.id] = self._updated(
-                        new.get(backend.id),
+                        current,
                         backend.id,
                         health[backend.id],
                         now,
