@@ -76,7 +76,7 @@ class ServerProcess:
     def __init__(self, target: Callable[..., None], *args: Any) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
-        self._process = context.Process(target=target, args=(child, *args))
+        self._process = context.Process(target=target, args=(child, *args), daemon=True)
         self._process.start()
         self.served = self._conn.recv()
 
