@@ -67,6 +67,16 @@ def llama(llama_server_binary: Path, tiny_gguf: Path) -> Iterator[Engine]:
     assert engine.stopped_clean, f"{engine.name} left processes or files behind"
 
 
+@pytest.fixture
+def llama_spare(llama_server_binary: Path, tiny_gguf: Path) -> Iterator[Engine]:
+    """A second llama-server with the same model, of one test's own: the test
+    may stop it (``stop()`` again here is a no-op)."""
+    engine = llama_engine(llama_server_binary, tiny_gguf, name="llama-spare").start()
+    yield engine
+    engine.stop()
+    assert engine.stopped_clean, f"{engine.name} left processes or files behind"
+
+
 @pytest.fixture(scope="session")
 def llama_key() -> str:
     return "llama-" + secrets.token_hex(16)
