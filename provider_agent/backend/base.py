@@ -51,7 +51,7 @@ from .errors import (
     ProtocolError,
     UnsupportedWireFormatError,
 )
-from .sink import SinkLike
+from .sink import SinkLike, as_sink
 from .stream import JobStream
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,9 @@ class Backend:
         self.stream_read_timeout = stream_read_timeout
         self._extra_headers = checked_headers(headers or {})
         self._running: Dict[uuid.UUID, Watch] = {}
-        self._running_lock = threading.Lock()
+        # Re-entrant: a stream dropped without close() ends in a finaliser,
+        # which the garbage collector may run in a thread holding this lock.
+        self._running_lock = threading.RLock()
         self._transport = Transport(
             self.id,
             self.url,
@@ -148,7 +150,7 @@ class Backend:
     def _after_fork(self) -> None:
         # The parent's jobs do not run here, and its lock may have been held.
         self._running = {}
-        self._running_lock = threading.Lock()
+        self._running_lock = threading.RLock()
 
     # -- identity -------------------------------------------------------------
 
@@ -230,14 +232,18 @@ class Backend:
             {"Content-Type": "application/json", "Accept": "text/event-stream"}
         )
         watch = self._start(job)
-        response = self._transport.open(
-            "POST",
-            path,
-            watch,
-            body=body,
-            headers=headers,
-            read_timeout=self.stream_read_timeout,
-        )
+        try:
+            response = self._transport.open(
+                "POST",
+                path,
+                watch,
+                body=body,
+                headers=headers,
+                read_timeout=self.stream_read_timeout,
+            )
+        except BaseException:  # a KeyboardInterrupt, too: forget the job
+            watch.finish()
+            raise
         try:
             self._check_stream_reply(response, watch, job)
         except BaseException:
@@ -286,7 +292,8 @@ class Backend:
         raises aborts the stream (the connection is closed) and its exception
         propagates unchanged.
         """
-        return self.execute(job).send_to(sink)
+        send = as_sink(sink)  # a bad sink fails here, before any request
+        return self.execute(job).send_to(send)
 
     def close(self) -> None:
         """Release the backend's connections."""

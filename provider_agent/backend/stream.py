@@ -236,8 +236,8 @@ class JobStream(Iterator[bytes]):
         """Push each chunk into ``sink`` as it is read, then close the stream;
         the job's result. A sink that raises aborts the stream (the connection
         is closed) and its exception propagates unchanged."""
-        send = as_sink(sink).send_chunk
         with self:
+            send = as_sink(sink).send_chunk
             for chunk in self:
                 send(chunk)
         assert self.result is not None  # set whenever iteration ends cleanly
