@@ -25,6 +25,7 @@ __all__ = [
     "BackendHealth",
     "BackendModel",
     "BackendStatus",
+    "CapacityStore",
     "Config",
     "ConfigError",
     "Discovery",
@@ -37,6 +38,7 @@ __all__ = [
     "Member",
     "ModelNotLoadedError",
     "OutOfCapacityError",
+    "Reply",
     "WireFormat",
     "__version__",
     "create_backend",
@@ -55,6 +57,7 @@ _BACKEND_NAMES = frozenset(
         "Job",
         "JobResult",
         "JobStream",
+        "Reply",
         "WireFormat",
         "create_backend",
     }
@@ -69,12 +72,14 @@ if TYPE_CHECKING:
         Job,
         JobResult,
         JobStream,
+        Reply,
         WireFormat,
         create_backend,
     )
     from .fleet import (
         AllBackendsFailedError,
         BackendStatus,
+        CapacityStore,
         Config,
         ConfigError,
         Discovery,

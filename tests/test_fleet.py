@@ -19,6 +19,7 @@ from provider_agent.backend import (
     LlamaCppBackend,
     OpenRouterBackend,
     StreamError,
+    TransportError,
     UnsupportedWireFormatError,
     VeniceBackend,
     VllmBackend,
@@ -311,17 +312,24 @@ def test_a_failure_after_the_first_byte_does_not_fail_over(servers, fleet_of):
 
 
 def test_the_deadline_covers_every_attempt_and_does_not_fail_over(servers, fleet_of):
-    slow, good = fakes.vllm(servers()), fakes.chat(fakes.llamacpp(servers()))
-    slow.stream("POST", CHAT, [5.0])  # headers, then silence
-    slow.route("POST", CHAT, lambda reply: time.sleep(3))  # no headers at all
-    fleet = fleet_of(VllmBackend(slow.url), LlamaCppBackend(good.url))
+    slow_fail, silent = fakes.vllm(servers()), fakes.llamacpp(servers())
+
+    def late_503(reply: Reply) -> None:
+        time.sleep(0.8)
+        _status(503)(reply)
+
+    slow_fail.route("POST", CHAT, late_503)  # tried first: kind priority
+    silent.route("POST", CHAT, lambda reply: time.sleep(4))  # no headers at all
+    fleet = fleet_of(VllmBackend(slow_fail.url), LlamaCppBackend(silent.url))
     fleet.refresh()
     started = time.monotonic()
     with pytest.raises(BackendTimeoutError) as caught:
-        fleet.execute(job(deadline_ms=300))
-    assert time.monotonic() - started < 2.5
+        fleet.execute(job(deadline_ms=1000))
+    elapsed = time.monotonic() - started
+    # One deadline for both attempts: a deadline per attempt would be 1.8 s.
+    assert 0.9 <= elapsed < 1.6, elapsed
+    assert chats(slow_fail) == 1 and chats(silent) == 1
     assert error_code(caught.value) == "backend_timeout"
-    assert chats(good) == 0
     assert fleet.in_flight == 0
 
 
@@ -529,3 +537,112 @@ def test_a_fleet_stream_reads_as_text_and_complete_gives_the_whole_reply(
     assert reply.result.backend_id == backend.id
     assert srv.last(CHAT).json()["stream"] is True
     assert fleet.in_flight == 0
+
+
+def test_a_cancel_during_the_first_discovery_stops_the_job(servers, fleet_of):
+    srv = fakes.chat(fakes.llamacpp(servers()))
+    listing = srv.routes[("GET", "/v1/models")]
+    listing_started = threading.Event()
+
+    def slow_listing(reply: Reply) -> None:
+        listing_started.set()
+        time.sleep(0.5)
+        listing(reply)
+
+    srv.route("GET", "/v1/models", slow_listing)
+    fleet = fleet_of(LlamaCppBackend(srv.url))
+    the_job = job()
+    errors: List[BaseException] = []
+    worker = threading.Thread(target=lambda: _catch(errors, fleet.execute, the_job))
+    worker.start()
+    assert listing_started.wait(5)
+    assert fleet.cancel(str(the_job.job_id))  # the string form works too
+    worker.join(5)
+    assert isinstance(errors[0], JobCancelledError)
+    assert chats(srv) == 0
+    assert fleet.in_flight == 0
+
+
+def _catch(errors: List[BaseException], fn: Callable[..., Any], *args: Any) -> None:
+    try:
+        fn(*args)
+    except BaseException as exc:  # noqa: BLE001
+        errors.append(exc)
+
+
+def test_a_submitted_job_cancelled_before_it_ran_frees_its_slot(servers, fleet_of):
+    srv = fakes.chat(fakes.llamacpp(servers()))
+    fleet = fleet_of(LlamaCppBackend(srv.url), max_concurrent=1)
+    fleet.refresh()
+    go, gate, in_callback = threading.Event(), threading.Event(), threading.Event()
+    first = fleet.submit(job(), lambda chunk: go.wait(5))
+
+    def hold_the_worker(future: Any) -> None:  # runs in the pool's one thread
+        in_callback.set()
+        gate.wait(5)
+
+    first.add_done_callback(hold_the_worker)
+    go.set()
+    assert in_callback.wait(5)
+    assert fleet.in_flight == 0  # the first job let go; its thread is busy
+    queued = fleet.submit(job(), lambda chunk: None)
+    assert fleet.in_flight == 1
+    assert queued.cancel()
+    assert fleet.in_flight == 0
+    gate.set()
+    assert fleet.run(job(), lambda chunk: None).output_tokens == 2
+
+
+def test_a_dropped_stream_frees_its_slot_after_a_failover_without_the_collector(
+    servers, fleet_of
+):
+    bad, good = fakes.vllm(servers()), fakes.llamacpp(servers())
+    bad.route("POST", CHAT, _status(503))
+    release = fakes.held(good)
+    fleet = fleet_of(VllmBackend(bad.url), LlamaCppBackend(good.url))
+    gc.disable()
+    try:
+        stream = fleet.execute(job())
+        assert stream.backend_id.startswith("llamacpp:")
+        del stream
+        assert fleet.in_flight == 0  # freed by reference counting alone
+    finally:
+        gc.enable()
+        release.set()
+
+
+def test_a_stream_cut_after_its_headers_is_the_stream_s_error(servers, fleet_of):
+    # The reply's status line and headers came: the job is that backend's now.
+    bad, good = fakes.vllm(servers()), fakes.chat(fakes.llamacpp(servers()))
+
+    def headers_then_close(reply: Reply) -> None:
+        reply.start(200)
+        reply.close()
+
+    bad.route("POST", CHAT, headers_then_close)
+    fleet = fleet_of(VllmBackend(bad.url), LlamaCppBackend(good.url))
+    with pytest.raises((StreamError, TransportError)):
+        fleet.run(job(), lambda chunk: None)
+    assert chats(good) == 0
+    assert fleet.in_flight == 0
+
+
+def test_a_bad_sink_is_refused_before_any_request(servers, fleet_of):
+    srv = fakes.chat(fakes.llamacpp(servers()))
+    fleet = fleet_of(LlamaCppBackend(srv.url))
+    for call in (fleet.run, fleet.submit):
+        with pytest.raises(TypeError):
+            call(job(), "not a sink")
+    assert chats(srv) == 0
+    assert fleet.in_flight == 0
+
+
+def test_limits_must_be_whole_positive_numbers():
+    backend = LlamaCppBackend("http://127.0.0.1:9")
+    with pytest.raises(TypeError):
+        Fleet([backend], max_concurrent=2.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        Fleet([backend], max_concurrent=0)
+    with pytest.raises(ValueError):
+        Member(backend, max_concurrent=0)
+    backend.close()

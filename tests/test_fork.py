@@ -92,6 +92,11 @@ pid = os.fork()
 if pid == 0:
     try:
         assert fleet.in_flight == 0, "the parent's job is not the child's"
+        if used:
+            own = fleet.execute(Job.new("tiny", {"messages": []}))
+            del held  # the parent's stream, dropped here: frees no child slot
+            assert fleet.in_flight == 1, fleet.in_flight
+            own.close()
         assert one_job(fleet) == 2
         assert fleet.monitor.running and len(monitor_threads()) == 1
         assert fleet.monitor.wait_for_round(5), "the child's monitor probes"
@@ -105,6 +110,7 @@ assert os.WEXITSTATUS(status) == 0, "the child failed"
 if used:
     assert fleet.in_flight == 1
     held.close()
+    assert fleet.in_flight == 0
 assert one_job(fleet) == 2
 assert fleet.in_flight == 0
 fleet.close()

@@ -223,3 +223,40 @@ def test_a_mark_down_during_a_round_is_not_undone_by_the_round(server, llama):
     status = monitor.snapshot()[llama.id]
     assert not status.up
     assert status.health.last_error == "a job failed: connection refused"
+
+
+def test_job_reports_do_not_keep_pushing_the_next_probe_away(server, llama):
+    server.route("GET", "/health", lambda reply: reply.reset())
+    with HealthMonitor([llama], interval=60) as monitor:
+        assert monitor.wait_for_round(5)
+        before = probes(server)
+        # Jobs report it down more often than its backoff: the probe still comes.
+        until = time.monotonic() + 3
+        while time.monotonic() < until and probes(server) == before:
+            monitor.mark_down(llama.id, "a job failed")
+            time.sleep(0.1)
+        assert probes(server) > before
+
+
+def test_a_probe_that_raises_is_that_backend_s_failure_only(server, llama):
+    class Broken(LlamaCppBackend):
+        def health(self, timeout=None):
+            raise KeyError("a bug")
+
+    with Broken("http://127.0.0.1:9") as broken:
+        snapshot = HealthMonitor([broken, llama]).refresh()
+    assert snapshot[llama.id].up
+    assert snapshot[broken.id].health.last_error == "probe failed: KeyError"
+
+
+def test_a_model_missing_on_a_backend_never_listed_is_left_out_too(server):
+    from provider_agent.fleet import Member
+
+    server.route("GET", "/health", lambda reply: reply.reset())
+    with LlamaCppBackend(server.url) as backend:
+        member = Member(backend, models=frozenset({"a", "b"}))
+        monitor = HealthMonitor([backend])
+        monitor.refresh()
+        assert member.serves(monitor.snapshot()[backend.id]) == {"a", "b"}
+        monitor.forget_model(backend.id, "a")
+        assert member.serves(monitor.snapshot()[backend.id]) == {"b"}

@@ -7,14 +7,15 @@ check, say) would implement the same three methods, and routing would not change
 A fleet's limits are per process otherwise: N worker processes each running a
 fleet of ``max_concurrent`` = 8 send up to 8 × N jobs to the engines.
 
-A ``Slot`` is one job's hold: the fleet-wide slot for the job's whole life, and a
-backend's slot for the attempt under way. ``release()`` gives both back exactly
-once, however many paths (end, failure, close, cancel, garbage collection) race
-to call it.
+A ``Slot`` is one job's hold: the fleet-wide slot for the job's whole life
+(``take_fleet``), and a backend's slot for the attempt under way.
+``release()`` gives both back exactly once, however many paths (end, failure,
+close, cancel, garbage collection) race to call it.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Dict, Optional
 
@@ -46,7 +47,9 @@ class LocalCapacity(CapacityStore):
 
     def __init__(self) -> None:
         self._counts: Dict[str, int] = {}
-        self._lock = threading.Lock()
+        # Re-entrant: a dropped stream gives its slot back from a finaliser,
+        # which the garbage collector may run in a thread holding this lock.
+        self._lock = threading.RLock()
 
     def try_take(self, key: str, limit: Optional[int]) -> bool:
         with self._lock:
@@ -67,9 +70,11 @@ class LocalCapacity(CapacityStore):
         return self._counts.get(key, 0)
 
     def reset(self) -> None:
-        """Forget every slot (a forked child runs none of its parent's jobs)."""
-        with self._lock:
-            self._counts = {}
+        """Forget every slot (a forked child runs none of its parent's jobs).
+        Takes no lock: another thread of the parent may have held it at the
+        fork, and it stays held in the child."""
+        self._counts = {}
+        self._lock = threading.RLock()
 
 
 class Slot:
@@ -78,8 +83,12 @@ class Slot:
     def __init__(self, store: CapacityStore) -> None:
         self._store = store
         self._backend: Optional[str] = None
-        self._held = True
-        self._lock = threading.Lock()
+        self._held = False
+        self._released = False
+        self._lock = threading.RLock()
+        # A forked child starts with no slots: one inherited from the parent
+        # is not the child's to give back.
+        self._pid = os.getpid()
 
     @property
     def held(self) -> bool:
@@ -89,6 +98,14 @@ class Slot:
     def backend(self) -> Optional[str]:
         """The backend whose slot this job holds now, if any."""
         return self._backend
+
+    def take_fleet(self, limit: Optional[int]) -> bool:
+        """Take the fleet-wide slot (once); whether the fleet had one free."""
+        with self._lock:
+            if self._held or self._released:
+                return self._held
+            self._held = self._store.try_take(ALL, limit)
+            return self._held
 
     def take_backend(self, backend_id: str, limit: Optional[int]) -> bool:
         """Hold a slot of ``backend_id`` (giving back the one held before);
@@ -101,19 +118,25 @@ class Slot:
             return True
 
     def leave_backend(self) -> None:
+        if self._pid != os.getpid():
+            return
         with self._lock:
             backend, self._backend = self._backend, None
             if backend is not None:
                 self._store.give_back(backend)
 
     def release(self) -> bool:
-        """Give everything back; True the first time, False after."""
+        """Give everything back; True the first time, False after (and in a
+        forked child, where the slot was never taken)."""
+        if self._pid != os.getpid():
+            return False
         with self._lock:
-            if not self._held:
+            if self._released:
                 return False
-            self._held = False
+            held, self._held, self._released = self._held, False, True
             backend, self._backend = self._backend, None
         if backend is not None:
             self._store.give_back(backend)
-        self._store.give_back(ALL)
+        if held:
+            self._store.give_back(ALL)
         return True

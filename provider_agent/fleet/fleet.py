@@ -7,7 +7,7 @@ rejections (no backend for the model, no capacity, no backend speaking the forma
 are raised before any network I/O. A job's slot is held from routing until its
 stream ends, fails, is closed, cancelled or dropped, and released exactly once.
 
-The health monitor starts with the first job (or ``refresh()``), never at
+The health monitor starts with the first job (or ``capabilities()``), never at
 construction; a fleet built before ``os.fork()`` works in the child, with its own
 monitor thread and its own connections.
 """
@@ -53,17 +53,18 @@ __all__ = ["Fleet"]
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_CONCURRENT = 8
-#: How long ``cancel()`` waits for an attempt that has not yet registered its
-#: job with its backend (a few instructions' window) before giving up on it.
-_CANCEL_SPIN_S = 0.1
+#: How long ``cancel()`` waits, at most, for an attempt that has not yet
+#: registered its job with its backend (a few instructions' window, longer
+#: only when that thread is starved of the CPU).
+_CANCEL_SPIN_S = 5.0
 
 
 class _Run:
     """One job in the fleet, from routing to the end of its stream."""
 
-    def __init__(self, job: Job, order: List[str], slot: Slot) -> None:
+    def __init__(self, job: Job, slot: Slot) -> None:
         self.job = job
-        self.order = order
+        self.order: List[str] = []
         self.slot = slot
         self.lock = threading.Lock()
         self.cancelled = False
@@ -95,8 +96,10 @@ class Fleet:
         capacity: Optional[CapacityStore] = None,
         close_backends: bool = False,
     ) -> None:
-        if isinstance(max_concurrent, bool) or not 1 <= max_concurrent:
-            raise ValueError("max_concurrent must be a positive integer")
+        if not isinstance(max_concurrent, int) or isinstance(max_concurrent, bool):
+            raise TypeError("max_concurrent must be an int")
+        if max_concurrent < 1:
+            raise ValueError("max_concurrent must be at least 1")
         members = [b if isinstance(b, Member) else Member(b) for b in backends]
         self._members: Dict[str, Member] = {}
         for member in members:
@@ -133,7 +136,10 @@ class Fleet:
         return cls(members_from_config(config), close_backends=True, **options)
 
     def _init_threading(self) -> None:
-        self._lock = threading.Lock()
+        # Re-entrant: a stream dropped without close() frees its slot from a
+        # finaliser, which the garbage collector may run in a thread that
+        # holds this lock.
+        self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._refreshing = threading.Lock()
         self._jobs: Dict[uuid.UUID, _Run] = {}
@@ -200,8 +206,9 @@ class Fleet:
         about the request, the deadline, a cancel). ``stream.backend_id`` names
         the backend that serves it.
         """
-        run = self._admit(job)
+        run = self._register(job)
         try:
+            self._admit(run)
             return self._open(run)
         except BaseException:
             self._finish(run)
@@ -209,7 +216,8 @@ class Fleet:
 
     def run(self, job: Job, sink: SinkLike) -> JobResult:
         """Run ``job``, pushing each chunk into ``sink`` as it is read."""
-        return self.execute(job).send_to(sink)
+        send = as_sink(sink)  # a bad sink fails here, before any request
+        return self.execute(job).send_to(send)
 
     def complete(self, job: Job) -> Reply:
         """Run ``job`` and return its whole reply (text, reasoning, result), for
@@ -222,18 +230,25 @@ class Fleet:
         """Run ``job`` on the fleet's thread pool, pushing each chunk into ``sink``
         from there. The rejections are raised here, at once; any other failure is
         the future's exception."""
-        run = self._admit(job)
+        send = as_sink(sink)
+        run = self._register(job)
         try:
-            return self._executor().submit(self._drive, run, as_sink(sink))
+            self._admit(run)
+            future = self._executor().submit(self._drive, run, send)
         except BaseException:
             self._finish(run)
             raise
+        # A future cancelled before it ran never reaches _drive.
+        future.add_done_callback(lambda f: self._finish(run) if f.cancelled() else None)
+        return future
 
     def cancel(self, job_id: uuid.UUID) -> bool:
         """Cancel a job from any thread, at any stage: routing, connecting,
         waiting for headers or streaming. Its upstream connection is closed and
         its slot freed; its thread gets ``JobCancelledError``. Whether such a
-        job was running."""
+        job was running. ``job_id`` may be the UUID or its string."""
+        if not isinstance(job_id, uuid.UUID):
+            job_id = uuid.UUID(str(job_id))
         with self._lock:
             run = self._jobs.get(job_id)
         if run is None:
@@ -259,7 +274,7 @@ class Fleet:
         built."""
         with self._lock:
             self._closed = True
-            runs = list(self._jobs.values())
+            runs = list(self._jobs.copy().values())
         self.monitor.stop()
         for run in runs:
             self.cancel(run.job.job_id)
@@ -267,7 +282,9 @@ class Fleet:
             self._changed.wait_for(lambda: not self._jobs, timeout)
         pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=True)
+            # Every job has let go of its connection and slot; a thread still
+            # inside a sink of the caller's is the caller's to wait for.
+            pool.shutdown(wait=False)
         if self._close_backends:
             for backend in self.backends:
                 backend.close()
@@ -303,7 +320,9 @@ class Fleet:
                 if not self._refreshed:
                     self.monitor.refresh()
                     self._refreshed = True
-        self.monitor.start()
+        with self._lock:  # never started again once close() has stopped it
+            self._check_open()
+            self.monitor.start()
 
     def _views(self) -> List[BackendView]:
         snapshot = self.monitor.snapshot()
@@ -326,27 +345,31 @@ class Fleet:
             )
         return views
 
-    def _admit(self, job: Job) -> _Run:
+    def _register(self, job: Job) -> _Run:
+        """Make the job known, and so cancellable, before anything else."""
+        run = _Run(job, Slot(self._capacity))
+        with self._lock:
+            self._check_open()
+            if job.job_id in self._jobs:
+                raise ValueError(f"job {job.job_id} is already running in this fleet")
+            self._jobs[job.job_id] = run
+        return run
+
+    def _admit(self, run: _Run) -> None:
         """Route the job and take its fleet slot; no network I/O (but the first
-        discovery)."""
+        discovery). The caller forgets the run if this raises."""
         self._ready()
-        order = choose(
+        job = run.job
+        if run.cancelled:
+            raise JobCancelledError(FLEET, "job cancelled")
+        run.order = choose(
             job.model_id, job.format, self._views(), fleet_limit=self.max_concurrent
         )
-        if not self._capacity.try_take(ALL, self.max_concurrent):
+        if not run.slot.take_fleet(self.max_concurrent):
             raise OutOfCapacityError(
                 f"the fleet is running {self.max_concurrent} jobs, its limit",
                 retry_after=1.0,
             )
-        run = _Run(job, order, Slot(self._capacity))
-        with self._lock:
-            duplicate = job.job_id in self._jobs
-            if not duplicate:
-                self._jobs[job.job_id] = run
-        if duplicate:
-            run.slot.release()
-            raise ValueError(f"job {job.job_id} is already running in this fleet")
-        return run
 
     def _open(self, run: _Run) -> JobStream:
         """Try the candidates in order until one answers; its stream."""
@@ -354,8 +377,6 @@ class Fleet:
         deadline = time.monotonic() + job.deadline_ms / 1000
         attempts: List[BackendError] = []
         for backend_id in run.order:
-            if run.cancelled:
-                raise JobCancelledError(FLEET, "job cancelled")
             left_ms = int((deadline - time.monotonic()) * 1000)
             if left_ms <= 0:
                 raise BackendTimeoutError(
@@ -366,7 +387,9 @@ class Fleet:
             member = self._members[backend_id]
             if not run.slot.take_backend(backend_id, member.max_concurrent):
                 continue  # filled up since routing
-            with run.lock:
+            with run.lock:  # one look: a cancel now sees the attempt, or stops it
+                if run.cancelled:
+                    raise JobCancelledError(FLEET, "job cancelled")
                 run.backend, run.attempting = member.backend, True
             try:
                 stream = member.backend.execute(replace(job, deadline_ms=left_ms))
@@ -378,7 +401,10 @@ class Fleet:
                 if run.cancelled or not fails_over(exc):
                     raise
                 log.info("job %s: %s; trying the next backend", job.job_id, exc)
-                attempts.append(exc)
+                # Without its traceback: that holds this frame, whose locals
+                # hold the stream returned below, and a dropped stream would
+                # then wait for the cycle collector to free its slot.
+                attempts.append(exc.with_traceback(None))
                 continue
             with run.lock:
                 run.backend, run.attempting = None, False
@@ -405,12 +431,11 @@ class Fleet:
 
     def _finish(self, run: _Run) -> None:
         """The job let go: its slot back (once), and forget it."""
-        if not run.slot.release():
-            return
+        run.slot.release()
         with self._lock:
             if self._jobs.get(run.job.job_id) is run:
                 del self._jobs[run.job.job_id]
-            self._changed.notify_all()
+                self._changed.notify_all()
 
     def _drive(self, run: _Run, sink: Any) -> JobResult:
         try:

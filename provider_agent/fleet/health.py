@@ -21,8 +21,9 @@ __all__ = ["MAX_WORKERS", "list_all_models", "poll_health"]
 
 log = logging.getLogger(__name__)
 
-#: The most probes a poll runs at once. A poll of more backends than this may
-#: take longer than one timeout when more than this many of them hang.
+#: The most probes a poll runs at once. In a poll of more backends than this,
+#: where more than this many hang, the backends left waiting for a thread are
+#: reported down ("no answer within ...") when the poll's time is up.
 MAX_WORKERS = 512
 
 #: How long past the probes' own deadline a poll waits for a thread to report
@@ -91,8 +92,9 @@ def poll_health(
 
     ``timeout`` (s) bounds the poll, and so each probe; the default is each
     backend's own ``health_timeout``. A probe that has not reported by then is
-    ``reachable=False``; one that started late (hundreds of threads take time
-    to start) gets what is left. Backends sharing an id are probed once.
+    ``reachable=False``. A probe that starts late (hundreds of threads take a
+    while to start) gets what is left of the poll, but at least half its
+    timeout. Backends sharing an id are probed once.
     """
     return _poll(backends, timeout, max_workers, None)
 
@@ -108,8 +110,14 @@ def _poll(
         return {}
 
     def probe(backend: Backend, left: float) -> BackendHealth:
+        # What is left of the poll, but never under half a probe's timeout: a
+        # probe cut shorter would call a slow, healthy backend down.
         own = backend.health_timeout if timeout is None else timeout
-        return backend.health(min(own, max(left - grace, 0.001)))
+        try:
+            return backend.health(min(own, max(left - grace, own / 2)))
+        except Exception as exc:  # noqa: BLE001 - a bug in one probe, not the poll's
+            log.exception("%s: the health probe failed", backend.id)
+            return BackendHealth(False, None, f"probe failed: {type(exc).__name__}")
 
     longest = _longest(unique, timeout, "health_timeout")
     grace = _grace(longest)

@@ -21,6 +21,13 @@ class Member:
     models: Optional[FrozenSet[str]] = None
     max_concurrent: Optional[int] = None
 
+    def __post_init__(self) -> None:
+        limit = self.max_concurrent
+        if limit is not None and (
+            not isinstance(limit, int) or isinstance(limit, bool) or limit < 1
+        ):
+            raise ValueError(f"{self.backend.id}: max_concurrent must be an int >= 1")
+
     @property
     def id(self) -> str:
         return self.backend.id
@@ -28,8 +35,10 @@ class Member:
     def serves(self, status: Optional[BackendStatus]) -> FrozenSet[str]:
         """The models a job may be sent here for: its latest listing within
         the allow-list; the allow-list alone before any listing succeeded."""
-        if status is None or status.models is None:
+        if status is None:
             return self.models or frozenset()
+        if status.models is None:
+            return (self.models or frozenset()) - status.missing
         listed = status.model_ids
         return listed if self.models is None else listed & self.models
 

@@ -55,7 +55,8 @@ class BackendStatus:
 
     ``checked_at`` is the wall-clock time (``time.time()``) of the latest probe;
     ``models`` the latest listing (None until one succeeded), minus any model a
-    job found missing since; ``failures`` counts probes failed in a row.
+    job found missing since (those are in ``missing``); ``failures`` counts
+    failed probes and job reports of the backend down, in a row.
     """
 
     backend_id: str
@@ -65,6 +66,8 @@ class BackendStatus:
     models_error: Optional[str] = None
     listed_at: Optional[float] = None
     failures: int = 0
+    #: Models a job found missing since the latest listing.
+    missing: FrozenSet[str] = frozenset()
 
     @property
     def up(self) -> bool:
@@ -112,6 +115,7 @@ class HealthMonitor:
         self.list_models = list_models
         self._snapshot: Mapping[str, BackendStatus] = MappingProxyType({})
         self._due: Dict[str, float] = {}
+        self._marked: Dict[str, float] = {}  # monotonic time of a job's report
         self._relist: set[str] = set()
         self._rounds = 0
         self._init_threading()
@@ -228,7 +232,7 @@ class HealthMonitor:
         ``wake``), nothing is committed once the monitor was stopped."""
         stopper = self._stopper if wake is not None else None
         with self._probing:
-            started = time.time()
+            started = time.monotonic()
             health = _poll(backends, self.timeout, None, stopper)
             now = time.time()
             old = self._snapshot
@@ -246,7 +250,7 @@ class HealthMonitor:
                 new = dict(self._snapshot)
                 for backend in backends:
                     current = new.get(backend.id)
-                    if current is not None and current.checked_at > started:
+                    if self._marked.get(backend.id, -1.0) > started:
                         continue  # a job marked it down meanwhile: that is newer
                     new[backend.id] = self._updated(
                         current,
@@ -289,7 +293,11 @@ class HealthMonitor:
         if isinstance(listing, list):
             self._relist.discard(backend_id)
             status = replace(
-                status, models=tuple(listing), models_error=None, listed_at=now
+                status,
+                models=tuple(listing),
+                models_error=None,
+                listed_at=now,
+                missing=frozenset(),
             )
         elif isinstance(listing, BackendError):
             status = replace(status, models_error=listing.message, listed_at=now)
@@ -320,7 +328,14 @@ class HealthMonitor:
             new = dict(self._snapshot)
             new[backend_id] = status
             self._commit(new)
-            self._due[backend_id] = time.monotonic() + backoff(failures, self.interval)
+            now_mono = time.monotonic()
+            self._marked[backend_id] = now_mono
+            # Never later than it was due: jobs reporting often must not keep
+            # pushing the probe that would see the backend recover.
+            self._due[backend_id] = min(
+                self._due.get(backend_id, now_mono),
+                now_mono + backoff(failures, self.interval),
+            )
         self._wake.set()
 
     def forget_model(self, backend_id: str, model_id: str) -> None:
@@ -328,11 +343,15 @@ class HealthMonitor:
         backend's models until its next listing, which comes at its next probe."""
         with self._lock:
             old = self._snapshot.get(backend_id)
-            if old is None or old.models is None:
+            if old is None:
                 return
-            kept = tuple(m for m in old.models if m.model_id != model_id)
+            kept = tuple(m for m in old.models or () if m.model_id != model_id)
             new = dict(self._snapshot)
-            new[backend_id] = replace(old, models=kept)
+            new[backend_id] = replace(
+                old,
+                models=kept if old.models is not None else None,
+                missing=old.missing | {model_id},
+            )
             self._commit(new)
             self._relist.add(backend_id)
             self._due[backend_id] = min(
