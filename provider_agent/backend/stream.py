@@ -1,8 +1,9 @@
 """``JobStream``: a job's upstream bytes, relayed as they are read.
 
 Each ``next()`` waits for at most one read of the body and returns whatever it
-got (a chunked body may also read the next chunk's size line), so a caller sees an
-event as soon as it reaches us, comments and keep-alives included, byte for byte.
+got: one HTTP chunk of a chunked body (engines write an event or a few per chunk),
+else whatever the socket had. A caller sees an event as soon as it reaches us,
+comments and keep-alives included, byte for byte.
 Usage is parsed from the same bytes on the next call, after the caller has had
 them.
 """
@@ -56,6 +57,7 @@ class JobStream(Iterator[bytes]):
         self._response: Optional[requests.Response] = response
         self._watch = watch
         self._transport = transport
+        self._read = transport.reader(response)
         self._parser = UsageParser(job.format)
         self._unparsed = b""
         self._relayed = 0
@@ -88,7 +90,7 @@ class JobStream(Iterator[bytes]):
         with self._lock:
             self._reading = True
         try:
-            chunk = self._transport.read_chunk(response, self._watch, self._relayed)
+            chunk = self._transport.read_chunk(self._read, self._watch, self._relayed)
         except BaseException:
             self._reading = False
             self._release(reuse=False)
