@@ -48,7 +48,7 @@ from .errors import (
     ProtocolError,
     UnsupportedWireFormatError,
 )
-from .sink import SinkLike, as_sink
+from .sink import SinkLike, sender
 from .stream import JobStream
 
 log = logging.getLogger(__name__)
@@ -251,7 +251,7 @@ class Backend:
         raises aborts the stream (the connection is closed) and its exception
         propagates unchanged.
         """
-        send = as_sink(sink).send_chunk
+        send = sender(sink)
         with self.execute(job) as stream:
             for chunk in stream:
                 send(chunk)
