@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import os
 import socket
 import threading
@@ -42,6 +43,8 @@ class Watch:
         self.started = time.monotonic()
         self._on_finish = on_finish
         self.deadline = None if timeout_s is None else self.started + timeout_s
+        #: From when the deadline counts as passed (inf without one).
+        self.due = math.inf if self.deadline is None else self.deadline - EARLY
         self.state: Optional[str] = None
         self._sock: Optional[socket.socket] = None
         self._lock = threading.Lock()
@@ -55,7 +58,7 @@ class Watch:
         socket timeout cut to the deadline may wake the caller first)."""
         if self.state is not None:
             return self.state == EXPIRED
-        return self.deadline is not None and time.monotonic() >= self.deadline - EARLY
+        return time.monotonic() >= self.due
 
     @property
     def cancelled(self) -> bool:
@@ -63,10 +66,6 @@ class Watch:
 
     def stop_error(self, backend: str) -> Optional[BackendError]:
         """The error for a call that was cancelled or ran past its deadline."""
-        if self.state is None and (
-            self.deadline is None or time.monotonic() < self.deadline - EARLY
-        ):
-            return None  # checked before every read of a stream: kept cheap
         if self.cancelled:
             return JobCancelledError(backend, "job cancelled")
         if self.expired:
