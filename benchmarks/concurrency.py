@@ -34,8 +34,10 @@ def run(read: Reader, threads: int, jobs: int) -> Dict[str, float]:
     sizes: List[int] = []
     peak: List[Tuple[int, float]] = [(0, 0.0)]
     done = threading.Event()
+    start = threading.Barrier(threads)
 
     def worker() -> None:
+        start.wait()  # all streams at once, not each job as its thread starts
         total = 0
         for _ in range(per_thread):
             total += read()
