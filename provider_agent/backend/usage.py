@@ -19,7 +19,7 @@ An ``error`` object in a data event, or an ``error`` event, is an in-band error.
 from __future__ import annotations
 
 import json
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from sseclient import SSEClient
 
@@ -161,14 +161,25 @@ class UsageParser:
 
     def _parse(self, block: bytes) -> None:
         """Act on the complete events in ``block`` that hold a marker."""
-        if not self._marked_in(block):
-            return
         if b"\r" in block:
             block = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        # sseclient-py decodes strictly; a stray invalid byte must not hide usage.
-        clean = block.decode("utf-8", "replace").encode("utf-8")
-        for event in SSEClient(iter([clean])).events():
-            self._on_event(event.event, event.data)
+        # A block may hold a batch of events: only those with a marker are parsed.
+        events: Dict[int, int] = {}  # where each starts: where it ends
+        for marker in self._markers:
+            at = block.find(marker)
+            while at >= 0:
+                start = block.rfind(b"\n\n", 0, at)
+                start = 0 if start < 0 else start + 2
+                end = block.find(b"\n\n", at)
+                end = len(block) if end < 0 else end + 2
+                events[start] = end
+                at = block.find(marker, end)
+        for start in sorted(events):
+            # sseclient-py decodes strictly; a stray invalid byte must not hide
+            # usage.
+            text = block[start : events[start]].decode("utf-8", "replace")
+            for event in SSEClient(iter([text.encode("utf-8") + b"\n\n"])).events():
+                self._on_event(event.event, event.data)
 
     def _on_event(self, name: str, data: str) -> None:
         if data.strip() == "[DONE]":
