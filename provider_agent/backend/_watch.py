@@ -54,7 +54,7 @@ class Watch:
 
     @property
     def expired(self) -> bool:
-        """The deadline has passed, whether or not the timer has fired yet (a
+        """The deadline has passed, whether or not the watchdog has fired yet (a
         socket timeout cut to the deadline may wake the caller first)."""
         if self.state is not None:
             return self.state == EXPIRED
@@ -145,10 +145,11 @@ class _Watchdog:
             watch._watched = True
             heapq.heappush(self._heap, entry)
             if self._thread is None:
-                self._thread = threading.Thread(
+                thread = threading.Thread(
                     target=self._run, name="provider-agent-watchdog", daemon=True
                 )
-                self._thread.start()
+                thread.start()
+                self._thread = thread
             elif self._heap[0] is entry:
                 self._wake.notify()
 
