@@ -410,9 +410,10 @@ class Transport:
 
     @staticmethod
     def reader(response: requests.Response) -> Callable[[], bytes]:
-        """A function returning whatever part of ``response``'s body has arrived
-        (at most one socket read), or b"" at its end. Its errors are untranslated:
-        pass it to ``read_chunk``."""
+        """A function returning the next part of ``response``'s body as soon as
+        it is in (the next HTTP chunk of a chunked body, else what one socket
+        read got), or b"" at its end. Its errors are untranslated: pass it to
+        ``read_chunk``."""
         raw = response.raw
         if raw.chunked and raw.supports_chunked_reads():
             return _ChunkReader(raw)
