@@ -115,6 +115,7 @@ class UsageParser:
             self._feed(chunk)
 
     def _feed(self, chunk: bytes) -> None:
+        """The other reads: a marker, an event split across reads, CR line ends."""
         pending = self._pending
         marked = self._marked_in(chunk)
         if pending and not marked and not self._marked:
@@ -125,12 +126,9 @@ class UsageParser:
             return
         if marked or self._marked:
             self._parse(b"".join(pending) + chunk[:end])
-            rest = chunk[end:]
-            marked = self._marked_in(rest)
-        else:
-            rest = chunk[end:]
-        self._pending, self._pending_size = [], 0
-        self._tail, self._marked = b"", False
+        rest = chunk[end:]
+        marked = marked and self._marked_in(rest)
+        self._drop_pending()
         if rest:
             self._keep(rest, marked)
 
@@ -144,18 +142,20 @@ class UsageParser:
         """Buffer the start of an unfinished event, within MAX_PENDING."""
         self._pending_size += len(data)
         if self._pending_size > MAX_PENDING:
-            self._pending, self._pending_size = [], 0
-            self._tail, self._marked = b"", False
+            self._drop_pending()
             return
         self._pending.append(data)
         self._tail = (self._tail + data[-OVERLAP:])[-OVERLAP:]
         self._marked = self._marked or marked
 
+    def _drop_pending(self) -> None:
+        self._pending, self._pending_size = [], 0
+        self._tail, self._marked = b"", False
+
     def close(self) -> None:
         """The stream ended: parse what is left, even without a final blank line."""
         rest = b"".join(self._pending)
-        self._pending, self._pending_size = [], 0
-        self._tail, self._marked = b"", False
+        self._drop_pending()
         if rest.strip():
             self._parse(rest + b"\n\n")
 
