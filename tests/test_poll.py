@@ -109,7 +109,9 @@ def test_an_empty_poll_is_empty():
 
 
 def _pollers() -> List[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("provider-agent")]
+    return [
+        t for t in threading.enumerate() if t.name.startswith("provider-agent-poll")
+    ]
 
 
 def test_the_poll_leaves_no_thread_behind(healthy):

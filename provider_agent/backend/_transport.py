@@ -11,7 +11,8 @@ import http.client
 import logging
 import socket
 import threading
-from typing import Any, Dict, Mapping, Optional, Tuple, Type
+from functools import partial
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Type
 
 import requests
 import urllib3
@@ -52,6 +53,8 @@ STALE_RETRIES = 2
 
 #: How much one read of a stream asks for; it returns whatever has arrived.
 READ_SIZE = 65536
+#: The longest chunk-size line of a chunked body (urllib3's limit).
+MAX_CHUNK_LINE = 65536
 
 _current = threading.local()
 
@@ -233,6 +236,50 @@ def _reason(exc: BaseException) -> Optional[BaseException]:
     return reason if isinstance(reason, BaseException) else None
 
 
+class _ChunkReader:
+    """A chunked body, one HTTP chunk per call, as ``iter_content(None)`` reads it.
+
+    The chunks are read here from http.client's buffered socket reader, a size
+    line and one read each, the way urllib3's chunked reader does it but without
+    its per-chunk bookkeeping, which costs more than the rest of the relay on an
+    engine's token event. The last chunk is left to urllib3 (it reads the
+    trailers and returns the connection to the pool); a bad size line fails as
+    it does there.
+    """
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self._message = raw._fp  # http.client's response; its fp reads the socket
+        self._chunks = raw.read_chunked(None, decode_content=False)
+
+    def __call__(self) -> bytes:
+        fp = self._message.fp
+        if fp is None:  # closed
+            return next(self._chunks, b"")
+        line = fp.readline(MAX_CHUNK_LINE + 1)
+        size = self._size(line)
+        if size == 0:
+            self._raw.chunk_left = 0
+            return next(self._chunks, b"")
+        data: bytes = fp.read(size + 2)  # the chunk and its CRLF
+        if len(data) < size + 2:
+            raise http.client.IncompleteRead(data[:size], size + 2 - len(data))
+        return data[:-2]
+
+    def _size(self, line: bytes) -> int:
+        if len(line) <= MAX_CHUNK_LINE:
+            try:
+                size = int(line.split(b";", 1)[0], 16)
+            except ValueError:
+                size = -1
+            if size >= 0:
+                return size
+        self._raw.close()
+        if not line:
+            raise urllib3.exceptions.ProtocolError("Response ended prematurely")
+        raise urllib3.exceptions.InvalidChunkLength(self._raw, line)
+
+
 def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
     return request
 
@@ -374,13 +421,23 @@ class Transport:
             (ConnectionResetError, BrokenPipeError, ConnectionAbortedError),
         )
 
+    @staticmethod
+    def reader(response: requests.Response) -> Callable[[], bytes]:
+        """A function returning the next part of ``response``'s body as soon as
+        it is in (the next HTTP chunk of a chunked body, else what one socket
+        read got), or b"" at its end. Its errors are untranslated: pass it to
+        ``read_chunk``."""
+        raw = response.raw
+        if raw.chunked and raw.supports_chunked_reads():
+            return _ChunkReader(raw)
+        return partial(raw.read1, READ_SIZE)
+
     def read_chunk(
-        self, response: requests.Response, watch: Watch, relayed: int
+        self, read: Callable[[], bytes], watch: Watch, relayed: int
     ) -> bytes:
-        """Whatever part of the body has arrived (at most one socket read), or
-        b"" at its end."""
+        """The next part of a body from its ``reader``; b"" at its end."""
         try:
-            data: bytes = response.raw.read1(READ_SIZE)
+            data = read()
         except NETWORK_ERRORS as exc:
             error = self._error(exc, watch, relayed)
         else:

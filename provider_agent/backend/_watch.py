@@ -5,19 +5,31 @@ trickles a byte a second never trips them. A ``Watch`` therefore holds the socke
 call is using and, when the deadline passes or ``cancel()`` is called from any thread,
 shuts it down. The blocked read in the calling thread returns or raises at once, and
 the caller asks the watch what happened (``expired`` or ``cancelled``).
+
+Deadlines are kept by one watchdog thread per process, a heap of deadlines woken by
+a condition, rather than a timer thread per call: starting a thread costs a job more
+than the rest of its overhead, and 256 running jobs would hold 256 of them.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import math
+import os
 import socket
 import threading
 import time
-from typing import Callable, Optional
+from typing import Callable, List, Optional, Tuple
 
 from .errors import BackendError, BackendTimeoutError, JobCancelledError
 
 EXPIRED = "expired"
 CANCELLED = "cancelled"
+
+#: A deadline counts as passed this early: a socket timeout cut to the deadline
+#: may wake the caller a little before the watchdog fires.
+EARLY = 0.002
 
 
 class Watch:
@@ -31,22 +43,22 @@ class Watch:
         self.started = time.monotonic()
         self._on_finish = on_finish
         self.deadline = None if timeout_s is None else self.started + timeout_s
+        #: From when the deadline counts as passed (inf without one).
+        self.due = math.inf if self.deadline is None else self.deadline - EARLY
         self.state: Optional[str] = None
         self._sock: Optional[socket.socket] = None
         self._lock = threading.Lock()
-        self._timer: Optional[threading.Timer] = None
-        if timeout_s is not None:
-            self._timer = threading.Timer(max(timeout_s, 0.0), self.fire, (EXPIRED,))
-            self._timer.daemon = True
-            self._timer.start()
+        self._watched = False  # whether the watchdog holds the deadline
+        if self.deadline is not None:
+            _watchdog.watch(self)
 
     @property
     def expired(self) -> bool:
-        """The deadline has passed, whether or not the timer has fired yet (a
+        """The deadline has passed, whether or not the watchdog has fired yet (a
         socket timeout cut to the deadline may wake the caller first)."""
         if self.state is not None:
             return self.state == EXPIRED
-        return self.deadline is not None and time.monotonic() >= self.deadline - 0.002
+        return time.monotonic() >= self.due
 
     @property
     def cancelled(self) -> bool:
@@ -98,14 +110,88 @@ class Watch:
         self.fire(CANCELLED)
 
     def finish(self) -> None:
-        """The call is over: stop the timer and forget the socket."""
-        if self._timer is not None:
-            self._timer.cancel()
+        """The call is over: drop its deadline and forget the socket."""
+        if self._watched:
+            _watchdog.forget(self)
         with self._lock:
             self._sock = None
             on_finish, self._on_finish = self._on_finish, None
         if on_finish is not None:
             on_finish()
+
+
+class _Watchdog:
+    """Fires the deadlines of all the process's watches from one daemon thread,
+    started with the first deadline. Finished watches are dropped from the heap
+    in bulk once they are half of it, so a heap of five-minute deadlines of
+    finished jobs does not grow with the job rate."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Start afresh; also in a forked child, which has no watchdog thread and
+        must not fire its parent's deadlines."""
+        self._wake = threading.Condition(threading.Lock())
+        self._heap: List[Tuple[float, int, Watch]] = []
+        self._order = itertools.count()  # never compares two watches
+        self._forgotten = 0
+        self._thread: Optional[threading.Thread] = None
+
+    def watch(self, watch: Watch) -> None:
+        assert watch.deadline is not None
+        entry = (watch.deadline, next(self._order), watch)
+        with self._wake:
+            watch._watched = True
+            heapq.heappush(self._heap, entry)
+            if self._thread is None:
+                thread = threading.Thread(
+                    target=self._run, name="provider-agent-watchdog", daemon=True
+                )
+                thread.start()
+                self._thread = thread
+            elif self._heap[0] is entry:
+                self._wake.notify()
+
+    def forget(self, watch: Watch) -> None:
+        with self._wake:
+            if not watch._watched:
+                return
+            watch._watched = False
+            self._forgotten += 1
+            if self._forgotten > 64 and 2 * self._forgotten > len(self._heap):
+                self._heap = [entry for entry in self._heap if entry[2]._watched]
+                heapq.heapify(self._heap)
+                self._forgotten = 0
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                due = self._due()
+                while not due:
+                    heap = self._heap
+                    self._wake.wait(heap[0][0] - time.monotonic() if heap else None)
+                    due = self._due()
+            for watch in due:
+                watch.fire(EXPIRED)
+
+    def _due(self) -> List[Watch]:
+        """Take the watches whose deadline has come off the heap (lock held)."""
+        due = []
+        heap, now = self._heap, time.monotonic()
+        while heap and (heap[0][0] <= now or not heap[0][2]._watched):
+            _, _, watch = heapq.heappop(heap)
+            if watch._watched:
+                watch._watched = False
+                due.append(watch)
+            else:
+                self._forgotten -= 1
+        return due
+
+
+_watchdog = _Watchdog()
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_watchdog.reset)
 
 
 def _shutdown(sock: Optional[socket.socket]) -> None:

@@ -51,7 +51,7 @@ from .errors import (
     ProtocolError,
     UnsupportedWireFormatError,
 )
-from .sink import SinkLike, as_sink
+from .sink import SinkLike, sender
 from .stream import JobStream
 
 log = logging.getLogger(__name__)
@@ -292,7 +292,7 @@ class Backend:
         raises aborts the stream (the connection is closed) and its exception
         propagates unchanged.
         """
-        send = as_sink(sink)  # a bad sink fails here, before any request
+        send = sender(sink)  # a bad sink fails here, before any request
         return self.execute(job).send_to(send)
 
     def close(self) -> None:

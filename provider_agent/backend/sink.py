@@ -41,3 +41,12 @@ def as_sink(sink: SinkLike) -> JobSink:
     if isinstance(sink, JobSink):
         return sink
     return CallbackSink(sink)
+
+
+def sender(sink: SinkLike) -> Callable[[bytes], object]:
+    """The function each chunk goes to: a JobSink's ``send_chunk``, or the callable
+    itself (a call less per chunk than through ``CallbackSink``). ``TypeError``
+    for anything else."""
+    if isinstance(sink, JobSink) or not callable(sink):
+        return as_sink(sink).send_chunk
+    return sink

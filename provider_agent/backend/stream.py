@@ -1,17 +1,20 @@
 """``JobStream``: a job's upstream bytes, relayed as they are read.
 
 Each ``next()`` waits for at most one read of the body and returns whatever it
-got (a chunked body may also read the next chunk's size line), so a caller sees an
-event as soon as it reaches us, comments and keep-alives included, byte for byte.
-Usage is parsed from the same bytes on the next call, after the caller has had
-them. ``iter_text()``, ``text()`` and ``reply()`` read the reply's text instead of
-its bytes (see ``text.py``).
+got: one HTTP chunk of a chunked body (engines write an event or a few per chunk),
+else whatever the socket had. A caller sees an event as soon as it reaches us,
+comments and keep-alives included, byte for byte.
+Usage is parsed from the same bytes afterwards, a batch of reads at a time (the
+stream's outcome is decided only at its end), never before the caller has had them.
+``iter_text()``, ``text()`` and ``reply()`` read the reply's text instead of its
+bytes (see ``text.py``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from types import TracebackType
 from typing import Callable, Iterator, List, Optional, Type
 
@@ -25,11 +28,15 @@ from .errors import (
     JobCancelledError,
     StreamError,
 )
-from .sink import SinkLike, as_sink
+from .sink import SinkLike, sender
 from .text import TextDelta, TextReader
 from .usage import UsageParser
 
 log = logging.getLogger(__name__)
+
+#: How many relayed bytes wait for the usage reader: looking at a batch of token
+#: events once costs a fraction of looking at each (most hold nothing it wants).
+PARSE_BATCH = 16384
 
 
 class JobStream(Iterator[bytes]):
@@ -63,9 +70,11 @@ class JobStream(Iterator[bytes]):
         self._response: Optional[requests.Response] = response
         self._watch = watch
         self._transport = transport
+        self._read = transport.reader(response)
         self._parser = UsageParser(job.format)
-        self._unparsed = b""
+        self._unparsed: List[bytes] = []
         self._relayed = 0
+        self._parsed = 0  # of the bytes relayed
         self._first_byte_ms: Optional[int] = None
         self._ended_ms: Optional[int] = None
         # close() may come from another thread while this one reads: it then
@@ -83,8 +92,13 @@ class JobStream(Iterator[bytes]):
     def partial_result(self) -> JobResult:
         """``result`` after a clean end; otherwise (cancelled, past the deadline,
         failed, or still running) the usage, finish reason and timings read so
-        far, with None for what the stream had not said yet."""
-        return self.result or self._snapshot()
+        far, with None for what the stream had not said yet (while it runs,
+        usage is read a batch of reads at a time)."""
+        if self.result is not None:
+            return self.result
+        if self._response is None and self._unparsed:
+            self._parse()  # it stopped: nobody reads it any more
+        return self._snapshot()
 
     def iter_text(self, include_reasoning: bool = False) -> Iterator[TextDelta]:
         """Each piece of the reply's text as soon as its event has arrived, a
@@ -99,9 +113,8 @@ class JobStream(Iterator[bytes]):
                     "but bytes of this one were already taken"
                 )
             reader = self._parser = TextReader(self.job.format)
-        for chunk in self:
-            reader.feed(chunk)  # now, not on the next read: the text is due
-            self._unparsed = b""
+        for _ in self:
+            self._parse()  # now, not a batch later: the text is due
             yield from self._pieces(reader, include_reasoning)
         # What the stream's end completed (a last event without its blank line).
         yield from self._pieces(reader, include_reasoning)
@@ -133,24 +146,25 @@ class JobStream(Iterator[bytes]):
         return self
 
     def __next__(self) -> bytes:
-        if self._unparsed:
-            self._parser.feed(self._unparsed)
-            self._unparsed = b""
+        if self._relayed - self._parsed >= PARSE_BATCH:
+            self._parse()
         response = self._response
         if response is None:
             if self._cancelled:
                 raise JobCancelledError(self.backend_id, "job cancelled")
             raise StopIteration
-        stopped = self._watch.stop_error(self.backend_id)
-        if stopped is not None:
+        watch = self._watch
+        if watch.state is not None or time.monotonic() >= watch.due:
             # Bytes may already sit in our buffers; after cancel() or the
             # deadline, none of them is handed over.
-            self._release(reuse=False)
-            raise stopped
+            stopped = watch.stop_error(self.backend_id)
+            if stopped is not None:
+                self._release(reuse=False)
+                raise stopped
         with self._lock:
             self._reading = True
         try:
-            chunk = self._transport.read_chunk(response, self._watch, self._relayed)
+            chunk = self._transport.read_chunk(self._read, self._watch, self._relayed)
         except BaseException:
             self._reading = False
             self._release(reuse=False)
@@ -160,13 +174,18 @@ class JobStream(Iterator[bytes]):
             if self._first_byte_ms is None:
                 self._first_byte_ms = self._watch.elapsed_ms()
             self._relayed += len(chunk)
-            self._unparsed = chunk
+            self._unparsed.append(chunk)
             return chunk
         self._finish()
         raise StopIteration
 
+    def _parse(self) -> None:
+        self._parser.feed(b"".join(self._unparsed))
+        self._unparsed, self._parsed = [], self._relayed
+
     def _finish(self) -> None:
         """The upstream closed its side: decide between a result and an error."""
+        self._parse()
         parser = self._parser
         parser.close()
         stopped = self._watch.state
@@ -237,7 +256,7 @@ class JobStream(Iterator[bytes]):
         the job's result. A sink that raises aborts the stream (the connection
         is closed) and its exception propagates unchanged."""
         with self:
-            send = as_sink(sink).send_chunk
+            send = sender(sink)
             for chunk in self:
                 send(chunk)
         assert self.result is not None  # set whenever iteration ends cleanly

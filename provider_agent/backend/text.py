@@ -47,6 +47,9 @@ class TextReader(UsageParser):
     def __init__(self, wire_format: WireFormat) -> None:
         super().__init__(wire_format)
         self.pieces: List[TextDelta] = []
+        # Every event may hold text: the empty marker, found in every read,
+        # sends each complete event to _parse, none skipped.
+        self._markers = (b"",)
 
     def take(self) -> List[TextDelta]:
         """The pieces read since the last call."""
@@ -54,7 +57,6 @@ class TextReader(UsageParser):
         return pieces
 
     def _parse(self, block: bytes) -> None:
-        # Every event may hold text: none is skipped, unlike the usage parse.
         for name, data in sse_events(block):
             self._on_event(name, data)
             if not data.lstrip().startswith("{"):

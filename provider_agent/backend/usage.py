@@ -21,8 +21,7 @@ The finish reason is the first choice's non-null ``finish_reason`` (OpenAI) or
 from __future__ import annotations
 
 import json
-import re
-from typing import Any, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from sseclient import SSEClient
 
@@ -33,21 +32,52 @@ from .data import WireFormat
 #: usage is advisory, memory is not.
 MAX_PENDING = 1 << 20
 
-
-_MARKERS = {
-    WireFormat.OPENAI: (b"usage", b"error", b"[DONE]"),
+#: What an event this parser acts on holds, per wire format: every other event
+#: is relayed unparsed. To act on one more kind of event, add what it always
+#: contains (and other events do not) here.
+MARKERS = {
+    # Every OpenAI chunk holds "finish_reason":null; only a string value counts.
+    WireFormat.OPENAI: (
+        b"usage",
+        b"error",
+        b"[DONE]",
+        b'"finish_reason":"',
+        b'"finish_reason": "',
+    ),
     WireFormat.ANTHROPIC: (b"message_", b"error"),
 }
-#: Every OpenAI chunk holds ``"finish_reason":null``; only a string value counts.
-_FINISH = re.compile(rb'"finish_reason"\s*:\s*"')
+#: How far back a marker split across two reads is looked for; longer than any.
+OVERLAP = 32
+
+#: The two-byte runs that end an event: two line ends in a row, whether lines end
+#: in LF, CRLF or CR (every blank line holds one, and each of them is one).
+_BLANK_LINES = (b"\n\n", b"\r\r", b"\n\r")
 
 
 def sse_events(block: bytes) -> Iterator[Tuple[str, str]]:
     """The (name, data) of each event in a run of complete events."""
+    if b"\r" in block:
+        block = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     # sseclient-py decodes strictly; a stray invalid byte must not hide an event.
     clean = block.decode("utf-8", "replace").encode("utf-8")
     for event in SSEClient(iter([clean])).events():
         yield event.event, event.data
+
+
+def _event_end(data: bytes, before: bytes) -> int:
+    """Where the last complete event in ``data`` ends, or -1; ``before`` is the
+    byte fed just before ``data`` (a blank line may straddle the two)."""
+    at = max(data.rfind(blank) for blank in _BLANK_LINES)
+    if at >= 0:
+        end = at + 2
+    elif before + data[:1] in _BLANK_LINES:
+        end = 1
+    else:
+        return -1
+    # A CR ending the blank line may be the first half of a CRLF.
+    if data[end - 1 : end] == b"\r" and data[end : end + 1] == b"\n":
+        end += 1
+    return end
 
 
 def _larger(old: Optional[int], new: Optional[int]) -> Optional[int]:
@@ -83,43 +113,90 @@ class UsageParser:
         self.error: Optional[str] = None
         self.finish_reason: Optional[str] = None
         self.terminated = False
-        self._pending = b""
-        self._held_cr = False
+        self._markers = MARKERS[wire_format]
+        # The unfinished event at the end of what was fed: its pieces, their
+        # size, its last OVERLAP bytes and whether it holds a marker.
+        self._pending: List[bytes] = []
+        self._pending_size = 0
+        self._tail = b""
+        self._marked = False
 
     def feed(self, chunk: bytes) -> None:
         """Take the next bytes of the stream."""
-        if self._held_cr:
-            chunk = b"\r" + chunk
-            self._held_cr = False
-        if chunk.endswith(b"\r"):
-            # It may be the first half of a CRLF split across reads.
-            chunk, self._held_cr = chunk[:-1], True
-        chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        start = max(len(self._pending) - 1, 0)
-        self._pending += chunk
-        end = self._pending.rfind(b"\n\n", start)
-        if end >= 0:
-            complete, self._pending = self._pending[: end + 2], self._pending[end + 2 :]
-            self._parse(complete)
-        elif len(self._pending) > MAX_PENDING:
-            self._pending = b""
+        # Most reads are whole events that hold no marker: they are looked at
+        # once, for a marker and for their end, and neither copied nor kept.
+        for marker in self._markers:
+            if marker in chunk:
+                break
+        else:
+            if not self._pending and chunk.endswith(b"\n\n"):
+                return
+        if chunk:
+            self._feed(chunk)
+
+    def _feed(self, chunk: bytes) -> None:
+        """The other reads: a marker, an event split across reads, CR line ends."""
+        pending = self._pending
+        marked = self._marked_in(chunk)
+        if pending and not marked and not self._marked:
+            marked = self._marked_in(self._tail + chunk[:OVERLAP])
+        end = _event_end(chunk, pending[-1][-1:] if pending else b"")
+        if end < 0:
+            self._keep(chunk, marked)
+            return
+        if marked or self._marked:
+            self._parse(b"".join(pending) + chunk[:end])
+        rest = chunk[end:]
+        marked = marked and self._marked_in(rest)
+        self._drop_pending()
+        if rest:
+            self._keep(rest, marked)
+
+    def _marked_in(self, data: bytes) -> bool:
+        for marker in self._markers:
+            if marker in data:
+                return True
+        return False
+
+    def _keep(self, data: bytes, marked: bool) -> None:
+        """Buffer the start of an unfinished event, within MAX_PENDING."""
+        self._pending_size += len(data)
+        if self._pending_size > MAX_PENDING:
+            self._drop_pending()
+            return
+        self._pending.append(data)
+        self._tail = (self._tail + data[-OVERLAP:])[-OVERLAP:]
+        self._marked = self._marked or marked
+
+    def _drop_pending(self) -> None:
+        self._pending, self._pending_size = [], 0
+        self._tail, self._marked = b"", False
 
     def close(self) -> None:
         """The stream ended: parse what is left, even without a final blank line."""
-        rest = self._pending + (b"\n" if self._held_cr else b"")
-        self._pending, self._held_cr = b"", False
+        rest = b"".join(self._pending)
+        self._drop_pending()
         if rest.strip():
             self._parse(rest + b"\n\n")
 
     def _parse(self, block: bytes) -> None:
-        # Most events carry only text. Every event this parser acts on holds one
-        # of these markers, so the others skip the parse (and the relay's time).
-        if not any(marker in block for marker in _MARKERS[self.wire_format]) and not (
-            self.wire_format is WireFormat.OPENAI and _FINISH.search(block)
-        ):
-            return
-        for name, data in sse_events(block):
-            self._on_event(name, data)
+        """Act on the complete events in ``block`` that hold a marker."""
+        if b"\r" in block:
+            block = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        # A block may hold a batch of events: only those with a marker are parsed.
+        events: Dict[int, int] = {}  # where each starts: where it ends
+        for marker in self._markers:
+            at = block.find(marker)
+            while at >= 0:
+                start = block.rfind(b"\n\n", 0, at)
+                start = 0 if start < 0 else start + 2
+                end = block.find(b"\n\n", at)
+                end = len(block) if end < 0 else end + 2
+                events[start] = end
+                at = block.find(marker, end)
+        for start in sorted(events):
+            for name, data in sse_events(block[start : events[start]] + b"\n\n"):
+                self._on_event(name, data)
 
     def _on_event(self, name: str, data: str) -> None:
         if data.strip() == "[DONE]":
@@ -140,9 +217,6 @@ class UsageParser:
     def _on_openai(self, payload: dict) -> None:  # type: ignore[type-arg]
         if payload.get("error") or payload.get("object") == "error":
             self.error = describe_error(payload.get("error") or payload)
-        choices = payload.get("choices")
-        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-            self._finished(choices[0].get("finish_reason"))
         usage = payload.get("usage")
         if isinstance(usage, dict):
             prompt = as_int(usage.get("prompt_tokens"), 0)
@@ -151,6 +225,9 @@ class UsageParser:
                 self.input_tokens = prompt
             if completion is not None:
                 self.output_tokens = completion
+        choices = payload.get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+            self._finished(choices[0].get("finish_reason"))
 
     def _on_anthropic(self, name: str, payload: dict) -> None:  # type: ignore[type-arg]
         kind = payload.get("type", name)
@@ -168,13 +245,13 @@ class UsageParser:
         elif kind == "message_stop":
             self.terminated = True
 
-    def _finished(self, reason: Any) -> None:
-        if isinstance(reason, str) and reason:
-            self.finish_reason = reason
-
     def _anthropic_usage(self, usage: Any) -> None:
         if isinstance(usage, dict):
             self.input_tokens = _larger(self.input_tokens, _anthropic_input(usage))
             self.output_tokens = _larger(
                 self.output_tokens, as_int(usage.get("output_tokens"), 0)
             )
+
+    def _finished(self, reason: Any) -> None:
+        if isinstance(reason, str) and reason:
+            self.finish_reason = reason
