@@ -29,7 +29,14 @@ from .backend.version import server_version
 from .fleet.config import BackendConfig
 from .fleet.health import _listing, fan_out, poll_health
 
-__all__ = ["ScanResult", "build_all", "local_backends", "scan", "unbuilt"]
+__all__ = [
+    "ScanResult",
+    "build_all",
+    "close_all",
+    "local_backends",
+    "scan",
+    "unbuilt",
+]
 
 
 @dataclass
@@ -75,6 +82,13 @@ def build_all(
             backend = unbuilt(entry.kind, entry.url, message)
         built.append((entry, backend))
     return built
+
+
+def close_all(backends: Sequence[Scannable]) -> None:
+    """Close every backend among ``backends`` (the rows need no closing)."""
+    for backend in backends:
+        if isinstance(backend, Backend):
+            backend.close()
 
 
 def local_backends(host: str = "127.0.0.1", **options: Any) -> List[Backend]:

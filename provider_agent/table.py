@@ -9,14 +9,24 @@ field for an unknown value, never an escape code. ``PROVIDER_AGENT_TERMINAL=1``
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import IO, Any, Mapping, Optional, Sequence
 
-__all__ = ["Column", "TERMINAL_ENV", "render", "use_colour", "use_terminal"]
+__all__ = [
+    "Column",
+    "TERMINAL_ENV",
+    "printable",
+    "render",
+    "use_colour",
+    "use_terminal",
+]
 
 #: Set to 1 to get the terminal's output in a pipe, 0 for the pipe's on a terminal.
 TERMINAL_ENV = "PROVIDER_AGENT_TERMINAL"
 
+#: Control characters but tab and newline: a terminal would act on them.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _COLOURS = {"up": "\x1b[32m", "down": "\x1b[31m"}
 _RESET = "\x1b[0m"
 
@@ -70,6 +80,18 @@ def render(
     return "".join(lines)
 
 
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: each control character but tab and newline
+    in caret notation (``^[`` for ESC), as ``cat -v`` shows it, so a model's
+    reply or a server's message cannot move the cursor or change colours."""
+    return _CONTROL.sub(_caret, text)
+
+
+def _caret(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"^{chr(code ^ 0x40)}" if code < 0x80 else f"\\x{code:02x}"
+
+
 def _raw(cell: Any) -> str:
     if cell is None:
         return ""
@@ -85,4 +107,4 @@ def _shown(cell: Any, column: Column) -> str:
         return "yes" if cell else "no"
     if isinstance(cell, (int, float)) and column.unit:
         return f"{cell} {column.unit}"
-    return " ".join(str(cell).split())
+    return printable(" ".join(str(cell).split()))

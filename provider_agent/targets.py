@@ -11,12 +11,12 @@ command works on a ``Config`` whichever way the backends were named.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 from .backend import BACKENDS, BackendError
+from .backend._checks import normalise_url
 from .backend.identify import detect_kind
 from .fleet.config import KEYLESS_KINDS, BackendConfig, Config
 
@@ -54,7 +54,7 @@ def find_config(
     if named:
         return Path(named)
     candidates = [Path(app_dir) / CONFIG_NAME] if app_dir else []
-    candidates.append(Path(cwd or os.getcwd()) / CONFIG_NAME)
+    candidates.append(Path(cwd) / CONFIG_NAME if cwd else Path(CONFIG_NAME))
     for candidate in candidates:
         if candidate.is_file():
             return candidate
@@ -77,7 +77,7 @@ class Target:
 def parse_target(spec: str) -> Target:
     """Read ``KIND``, ``KIND=URL`` or a bare ``URL`` (``host:port`` is taken as
     ``http://host:port``). Raises ``ValueError`` for an unknown kind, listing
-    the valid ones."""
+    the valid ones, and for a URL that is not http(s)."""
     spec = spec.strip()
     head, sep, tail = spec.partition("=")
     if sep and not any(c in head for c in ":/"):
@@ -91,6 +91,8 @@ def parse_target(spec: str) -> Target:
         raise ValueError(f"unknown kind {kind!r}; valid kinds: {valid}")
     if url and "://" not in url:
         url = f"http://{url}"  # host:port, as people type it
+    if url:
+        normalise_url(url)  # refused now, as a usage error, not at first use
     return Target(kind, url)
 
 

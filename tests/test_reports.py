@@ -24,7 +24,13 @@ from provider_agent.monitoring import (
 )
 from provider_agent.oneshot import prompt_request, read_request, summary_line
 from provider_agent.scan import ScanResult, build_all, scan, unbuilt
-from provider_agent.table import Column, render, use_colour, use_terminal
+from provider_agent.table import (
+    Column,
+    printable,
+    render,
+    use_colour,
+    use_terminal,
+)
 from provider_agent.targets import (
     Target,
     config_from_targets,
@@ -80,6 +86,12 @@ def test_parse_target_refuses_an_unknown_kind(spec: str) -> None:
         parse_target(spec)
 
 
+@pytest.mark.parametrize("spec", ["vllm=ftp://x", "ftp://x", "vllm=bad host:1"])
+def test_parse_target_refuses_a_url_that_is_not_http(spec: str) -> None:
+    with pytest.raises(ValueError, match="not an http"):
+        parse_target(spec)
+
+
 def test_identify_asks_a_bare_url_its_kind(server: ScriptedServer) -> None:
     server.json("GET", "/health", {}, headers={"Server": "llama.cpp"})
     assert identify(Target(None, server.url)) == Target("llamacpp", server.url)
@@ -124,6 +136,12 @@ def test_colour_only_on_a_terminal_without_no_color() -> None:
     assert "\x1b[32mup\x1b[0m" in coloured and "\x1b[31mdown\x1b[0m" in coloured
     assert use_colour(True, {}) and not use_colour(True, {"NO_COLOR": "1"})
     assert not use_colour(False, {})
+
+
+def test_a_terminal_gets_no_control_character_but_tab_and_newline() -> None:
+    assert printable("a\x1b[2Jb\tc\nd\re\x7f\x9b") == "a^[[2Jb\tc\nd^Me^?\\x9b"
+    shown = render([Column("E")], [["\x1b[31mred"]], terminal=True)
+    assert shown == "E\n^[[31mred\n"
 
 
 def test_the_terminal_can_be_forced_either_way() -> None:
