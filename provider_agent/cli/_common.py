@@ -66,14 +66,28 @@ def _targets(
 
 def backend_options(fn: F) -> F:
     """``-c/--config``, ``--backend``, ``--api-key-env`` and ``-v``."""
+    return _backend_options(fn, search=True)
+
+
+def scan_options(fn: F) -> F:
+    """``backend_options`` for a command that reads a config only from ``-c``."""
+    return _backend_options(fn, search=False)
+
+
+def _backend_options(fn: F, search: bool) -> F:
+    config_help = (
+        "The agent.toml to read (default: $PROVIDER_AGENT_CONFIG, then "
+        "agent.toml in the config directory, then ./agent.toml)."
+        if search
+        else "Probe the backends of this agent.toml."
+    )
     options = [
         click.option(
             "-c",
             "--config",
             "config_path",
             metavar="FILE",
-            help="The agent.toml to read (default: $PROVIDER_AGENT_CONFIG, then "
-            "agent.toml in the config directory, then ./agent.toml).",
+            help=config_help,
         ),
         click.option(
             "--backend",

@@ -28,8 +28,10 @@ TIMED_OUT = 124
 @click.command("exec", context_settings=CONTEXT_SETTINGS)
 @backend_options
 @click.argument("prompt", required=False)
-@click.option("-m", "--model", help="The model (default: the first one listed).")
-@click.option("-s", "--system", help="A system prompt.")
+@click.option(
+    "-m", "--model", metavar="MODEL", help="The model (default: the first one listed)."
+)
+@click.option("-s", "--system", metavar="TEXT", help="A system prompt.")
 @click.option(
     "--request",
     "request_file",
@@ -47,6 +49,7 @@ TIMED_OUT = 124
 @click.option(
     "--deadline",
     type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
     default=300.0,
     show_default=True,
     help="Seconds the whole job may take.",

@@ -51,7 +51,12 @@ class _NagiosCommand(click.Command):
 
 @click.command("health", cls=_NagiosCommand, context_settings=CONTEXT_SETTINGS)
 @backend_options
-@click.option("--timeout", type=Seconds, help="Seconds allowed for each probe.")
+@click.option(
+    "--timeout",
+    type=Seconds,
+    metavar="SECONDS",
+    help="Seconds allowed for each probe (default: each backend's own).",
+)
 @click.option(
     "--watch",
     type=Seconds,
@@ -64,6 +69,7 @@ class _NagiosCommand(click.Command):
 @click.option(
     "--count",
     type=click.IntRange(min=1),
+    metavar="N",
     help="With --watch: stop after this many rounds.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of rows.")

@@ -9,12 +9,12 @@ import click
 from ..table import Column
 from ._common import (
     CONTEXT_SETTINGS,
-    backend_options,
     echo_json,
     echo_table,
     library_errors,
     load,
     progress,
+    scan_options,
     terminal,
 )
 
@@ -33,7 +33,7 @@ Seconds = click.FloatRange(min=0, min_open=True)
 
 
 @click.command("scan", context_settings=CONTEXT_SETTINGS)
-@backend_options
+@scan_options
 @click.option(
     "--host",
     default="127.0.0.1",
@@ -43,6 +43,7 @@ Seconds = click.FloatRange(min=0, min_open=True)
 @click.option(
     "--timeout",
     type=Seconds,
+    metavar="SECONDS",
     default=2.0,
     show_default=True,
     help="Seconds allowed for each probe.",
