@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import click
 
@@ -78,13 +78,13 @@ def exec_command(
     deadline, 130 on Ctrl-C (the job is cancelled upstream).
     """
     from ..backend import BackendTimeoutError, Job, WireFormat
-    from ..oneshot import prompt_request, summary_line
+    from ..oneshot import summary_line
 
     fmt = WireFormat(wire_format)
     if len(targets) > 1:
         raise click.UsageError("exec talks to one --backend at a time")
     with library_errors():
-        request = _request(prompt, system, request_file, fmt, prompt_request)
+        request = _request(prompt, system, request_file, fmt)
         config = require(load(config_path, targets, api_key_env)[0])
     runner = _Runner(config, direct=bool(targets))
     try:
@@ -112,9 +112,9 @@ def _request(
     system: Optional[str],
     request_file: Optional[str],
     fmt: Any,
-    prompt_request: Any,
-) -> Any:
-    from ..oneshot import read_request
+) -> Dict[str, Any]:
+    """The request body the arguments make; raises library errors."""
+    from ..oneshot import prompt_request, read_request
 
     if request_file is not None:
         if prompt is not None or system is not None:
