@@ -27,6 +27,7 @@ __all__ = [
     "exit_code",
     "health_rows",
     "nagios_line",
+    "nagios_unknown",
     "prometheus_text",
     "write_atomic",
 ]
@@ -105,6 +106,11 @@ def nagios_line(rows: Sequence[HealthRow]) -> str:
         perf.append(f"{_perf_label(row.backend)}={value};;;0")
     text = f"PROVIDER-AGENT {_STATE[code]} - {summary} | {' '.join(perf)}"
     return " ".join(text.split())  # one line, whatever an error said
+
+
+def nagios_unknown(reason: str) -> str:
+    """The plugin's line when there is nothing it can check (exit 3)."""
+    return " ".join(f"PROVIDER-AGENT UNKNOWN - {reason}".split())
 
 
 def _perf_label(name: str) -> str:

@@ -263,6 +263,16 @@ def test_health_nagios(engine: ScriptedServer) -> None:
     assert result.stdout.count("\n") == 1
 
 
+def test_health_nagios_says_unknown_when_it_cannot_check() -> None:
+    result = run("health", "--nagios", "-c", "missing.toml")
+    assert result.exit_code == 3
+    assert result.stdout == (
+        "PROVIDER-AGENT UNKNOWN - missing.toml: cannot read: No such file or "
+        "directory\n"
+    )
+    assert "cannot read" in result.stderr
+
+
 def test_health_prometheus_to_a_file_and_to_stdout(
     engine: ScriptedServer, tmp_path: Path
 ) -> None:

@@ -19,6 +19,7 @@ from provider_agent.monitoring import (
     exit_code,
     health_rows,
     nagios_line,
+    nagios_unknown,
     prometheus_text,
     write_atomic,
 )
@@ -178,6 +179,13 @@ def test_nagios_line() -> None:
     assert nagios_line([DOWN]).startswith("PROVIDER-AGENT CRITICAL - 0/1")
     odd = HealthRow("x='y'", "vllm", "u", "down", None, None, "two\nlines")
     assert "\n" not in nagios_line([odd]) and "'x__y_'=U" in nagios_line([odd])
+
+
+def test_nagios_unknown_is_one_line() -> None:
+    assert (
+        nagios_unknown("a.toml: x\na.toml: y")
+        == "PROVIDER-AGENT UNKNOWN - a.toml: x a.toml: y"
+    )
 
 
 def test_prometheus_text() -> None:

@@ -101,15 +101,20 @@ def health_command(
     Exits 0 when every backend is up, 1 when some are down, 2 when all are
     down, 3 when the config or the arguments cannot be used.
     """
-    from ..monitoring import exit_code, health_rows
+    from ..monitoring import exit_code, health_rows, nagios_unknown
     from ..scan import build_all, close_all, scan
 
     if sum((as_json, nagios, prometheus == "-")) > 1:
         raise Failure("choose one of --json, --nagios and --prometheus -", UNUSABLE)
     overrides = {"health_timeout": timeout} if timeout else {}
-    with library_errors(UNUSABLE):
-        config = require(load(config_path, targets, api_key_env)[0], UNUSABLE)
-        built = [b for _, b in build_all(config.backends, **overrides)]
+    try:
+        with library_errors(UNUSABLE):
+            config = require(load(config_path, targets, api_key_env)[0], UNUSABLE)
+            built = [b for _, b in build_all(config.backends, **overrides)]
+    except Failure as exc:
+        if nagios:  # a plugin says UNKNOWN on stdout, where Nagios reads it
+            click.echo(nagios_unknown(exc.message))
+        raise
     code = 0
     rounds = 0
     try:
