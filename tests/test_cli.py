@@ -415,6 +415,33 @@ def test_discover_prints_the_capabilities_message(engine: ScriptedServer) -> Non
     assert message["models"][0]["input_per_1m"] == 100
 
 
+def test_discover_of_named_backends_warns_of_one_down_with_v(
+    engine: ScriptedServer,
+) -> None:
+    result = run(
+        "discover",
+        "--backend",
+        f"llamacpp={engine.url}",
+        "--backend",
+        "vllm=127.0.0.1:9",
+        "-v",
+    )
+    assert result.exit_code == 0, result.output
+    assert [m["model_id"] for m in json.loads(result.stdout)["models"]] == ["tiny"]
+    assert (
+        "WARNING provider_agent.fleet.discovery: vllm:http://127.0.0.1:9 left out"
+        in (result.stderr)
+    )
+    assert run("discover", "--backend", f"llamacpp={engine.url}").stderr == ""
+
+
+def test_vv_logs_every_request_on_stderr(engine: ScriptedServer) -> None:
+    result = run("health", "--backend", f"llamacpp={engine.url}", "-vv")
+    assert "DEBUG provider_agent.backend._transport: " in result.stderr
+    assert "GET /health -> 200" in result.stderr
+    assert "DEBUG" not in result.stdout
+
+
 def test_commands_without_backends_say_how_to_name_them() -> None:
     for command in ("models", "discover", "exec"):
         result = run(command, "hi") if command == "exec" else run(command)
