@@ -583,6 +583,12 @@ def test_exec_sends_a_whole_request_file(
     assert result.exit_code == 0, result.output
     sent = engine.last("/v1/chat/completions").json()
     assert {k: sent[k] for k in body} == body
+    path.write_text(json.dumps({**body, "stream": False}))
+    spec = f"llamacpp={engine.url}"
+    result = run("exec", "--backend", spec, "--request", str(path), "-m", "other")
+    assert result.exit_code == 0, result.output
+    sent = engine.last("/v1/chat/completions").json()
+    assert sent["model"] == "other" and sent["stream"] is True
     both = run("exec", "--backend", "llamacpp", "--request", str(path), "hi")
     assert both.exit_code == 2
     bad = tmp_path / "bad.json"

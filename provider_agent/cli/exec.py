@@ -29,7 +29,10 @@ TIMED_OUT = 124
 @backend_options
 @click.argument("prompt", required=False)
 @click.option(
-    "-m", "--model", metavar="MODEL", help="The model (default: the first one listed)."
+    "-m",
+    "--model",
+    metavar="MODEL",
+    help="The model (default: the request's, else the first one listed).",
 )
 @click.option("-s", "--system", metavar="TEXT", help="A system prompt.")
 @click.option(
@@ -90,7 +93,11 @@ def exec_command(
     try:
         with library_errors():
             model_id = model or request.get("model") or runner.first_model()
+            if model and "model" in request:
+                request = {**request, "model": model}  # what was asked, routed
             job = Job.new(model_id, request, fmt, max(1, int(deadline * 1000)))
+            # A body copied from elsewhere may say "stream": false; exec streams.
+            job = job.without_stream_flag()
             result = runner.run(job, raw)
     except KeyboardInterrupt:
         runner.cancel()
