@@ -71,14 +71,19 @@ def test_local_backends_cover_the_four_local_kinds() -> None:
 def test_scan_command_finds_what_listens_on_the_default_ports(
     default_ports: None,
 ) -> None:
-    result = CliRunner().invoke(main, ["scan", "--host", HOST])
+    result = CliRunner().invoke(
+        main,
+        ["scan", "--host", HOST],
+        env={"PROVIDER_AGENT_TERMINAL": "1", "NO_COLOR": "1"},
+    )
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].split() == ["KIND", "URL", "STATUS", "LATENCY", "MODELS"]
+    assert lines[0].split() == ["KIND", "URL", "STATUS", "LATENCY", "VERSION", "MODELS"]
     rows = {line.split()[0]: line for line in lines[1:]}
     assert set(rows) == {"vllm", "llamacpp", "lmstudio", "ollama"}
     assert " up " in rows["llamacpp"] and "tiny (ctx 256)" in rows["llamacpp"]
     assert " up " in rows["ollama"] and "qwen3:8b (ctx 40960)" in rows["ollama"]
+    assert " 0.33.0 " in rows["ollama"]  # what its /api/version says
     assert " down " in rows["vllm"] and "Connection refused" in rows["vllm"]
     assert " down " in rows["lmstudio"]
 
@@ -149,13 +154,19 @@ def test_scan_command_refuses_an_unknown_kind() -> None:
     assert "valid kinds" in result.output and "llamacpp" in result.output
 
 
-def test_a_remote_backend_without_its_key_is_a_clean_error(
-    monkeypatch: pytest.MonkeyPatch,
+def test_a_remote_backend_without_its_key_is_a_row_with_its_error(
+    server: ScriptedServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("VENICE_API_KEY", raising=False)
-    result = CliRunner().invoke(main, ["scan", "--backend", "venice"])
-    assert result.exit_code == 1
-    assert "VENICE_API_KEY" in result.output
+    llamacpp_fake(server)
+    result = CliRunner().invoke(
+        main, ["scan", "--backend", "venice", "--backend", f"llamacpp={server.url}"]
+    )
+    assert result.exit_code == 0, result.output  # the other one answered
+    venice, llamacpp = result.output.splitlines()
+    assert venice.split("\t")[:3] == ["venice", "https://api.venice.ai/api/v1", "down"]
+    assert "VENICE_API_KEY" in venice
+    assert llamacpp.split("\t")[2] == "up"
     assert "Traceback" not in result.output
 
 
@@ -169,7 +180,7 @@ def test_the_cli_never_prints_the_key(
         result = CliRunner().invoke(
             main, ["scan", "--backend", f"openrouter={server.url}/api/v1", *flag]
         )
-        assert result.exit_code == 0, result.output
+        assert result.exit_code == 1, result.output  # nothing answered
         assert "API key rejected" in result.output
         assert secret not in result.output
     assert server.last("/api/v1/key").headers["Authorization"] == f"Bearer {secret}"
