@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 from provider_agent.backend import BackendHealth, BackendModel, JobResult, WireFormat
-from provider_agent.fleet.config import Config, ModelPrice, PricingConfig
-from provider_agent.inventory import model_rows
-from provider_agent.monitoring import (
+from provider_agent.console.inventory import model_rows
+from provider_agent.console.monitoring import (
     HealthRow,
     exit_code,
     health_rows,
@@ -23,23 +22,24 @@ from provider_agent.monitoring import (
     prometheus_text,
     write_atomic,
 )
-from provider_agent.oneshot import prompt_request, read_request, summary_line
-from provider_agent.scan import ScanResult, build_all, scan, unbuilt
-from provider_agent.table import (
+from provider_agent.console.oneshot import prompt_request, read_request, summary_line
+from provider_agent.console.table import (
     Column,
     printable,
     render,
     use_colour,
     use_terminal,
 )
-from provider_agent.targets import (
+from provider_agent.console.targets import (
     Target,
     config_from_targets,
     find_config,
     identify,
     parse_target,
 )
-from provider_agent.validation import probe_problems
+from provider_agent.console.validation import probe_problems
+from provider_agent.fleet.config import Config, ModelPrice, PricingConfig
+from provider_agent.scan import ScanResult, build_all, scan, unbuilt
 
 from . import fakes
 from .server import ScriptedServer

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence, T
 
 import click
 
-from ..table import Column, render, use_colour, use_terminal
+from ..console.table import Column, render, use_colour, use_terminal
 
 if TYPE_CHECKING:
     from ..fleet.config import Config
@@ -56,7 +56,7 @@ def _targets(
 ) -> Tuple[Any, ...]:
     if not value:
         return ()
-    from ..targets import parse_target
+    from ..console.targets import parse_target
 
     try:
         return tuple(parse_target(spec) for spec in value)
@@ -146,8 +146,8 @@ def load(
     """The config the command works on, and whether it came from a file: the
     ``--backend`` targets, else the file the lookup finds (only ``-c`` without
     ``search``). None when there is neither. Raises library errors."""
+    from ..console.targets import config_from_targets, find_config, identify
     from ..fleet.config import load_config
-    from ..targets import config_from_targets, find_config, identify
 
     if targets:
         found = [identify(target) for target in targets]

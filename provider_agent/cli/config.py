@@ -16,7 +16,7 @@ def config_group() -> None:
 
 
 def _locate(file: Optional[str]) -> str:
-    from ..targets import find_config
+    from ..console.targets import find_config
 
     path = find_config(file, os.environ, click.get_app_dir(APP_NAME))
     if path is None:
@@ -44,8 +44,8 @@ def validate_command(
     Exits 0 when the file is valid (and, with --probe, every backend answers),
     1 when it is not.
     """
+    from ..console.validation import probe_problems
     from ..fleet.config import ConfigError, load_config
-    from ..validation import probe_problems
 
     source = _locate(file or config_path)
     try:

@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import click
 
-from ..table import printable
+from ..console.table import printable
 from ._common import (
     CONTEXT_SETTINGS,
     Failure,
@@ -81,7 +81,7 @@ def exec_command(
     deadline, 130 on Ctrl-C (the job is cancelled upstream).
     """
     from ..backend import BackendTimeoutError, Job, WireFormat
-    from ..oneshot import summary_line
+    from ..console.oneshot import summary_line
 
     fmt = WireFormat(wire_format)
     if len(targets) > 1:
@@ -121,7 +121,7 @@ def _request(
     fmt: Any,
 ) -> Dict[str, Any]:
     """The request body the arguments make; raises library errors."""
-    from ..oneshot import prompt_request, read_request
+    from ..console.oneshot import prompt_request, read_request
 
     if request_file is not None:
         if prompt is not None or system is not None:

@@ -9,7 +9,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 import click
 
-from ..table import Column
+from ..console.table import Column
 from ._common import (
     CONTEXT_SETTINGS,
     Failure,
@@ -101,7 +101,7 @@ def health_command(
     Exits 0 when every backend is up, 1 when some are down, 2 when all are
     down, 3 when the config or the arguments cannot be used.
     """
-    from ..monitoring import exit_code, health_rows, nagios_unknown
+    from ..console.monitoring import exit_code, health_rows, nagios_unknown
     from ..scan import build_all, close_all, scan
 
     if sum((as_json, nagios, prometheus == "-")) > 1:
@@ -142,7 +142,7 @@ def _show(
     prometheus: Optional[str],
     watch: Optional[float],
 ) -> None:
-    from ..monitoring import nagios_line, prometheus_text, write_atomic
+    from ..console.monitoring import nagios_line, prometheus_text, write_atomic
 
     now = time.time()
     if prometheus is not None:

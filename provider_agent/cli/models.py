@@ -7,7 +7,7 @@ from typing import Any, List, Optional, Tuple
 
 import click
 
-from ..table import Column
+from ..console.table import Column
 from ._common import (
     CONTEXT_SETTINGS,
     backend_options,
@@ -50,7 +50,7 @@ def models_command(
 
     Exits 0 when some backend answered, 1 when none did.
     """
-    from ..inventory import model_rows
+    from ..console.inventory import model_rows
     from ..scan import build_all, close_all, scan
 
     with library_errors():

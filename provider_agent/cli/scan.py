@@ -6,7 +6,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import click
 
-from ..table import Column
+from ..console.table import Column
 from ._common import (
     CONTEXT_SETTINGS,
     echo_json,

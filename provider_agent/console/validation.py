@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import List
 
-from .backend import Backend, MissingApiKeyError, create_backend
-from .fleet.config import BackendConfig, Config
-from .fleet.health import poll_health
+from ..backend import Backend, MissingApiKeyError, create_backend
+from ..fleet.config import BackendConfig, Config
+from ..fleet.health import poll_health
 
 __all__ = ["probe_problems"]
 

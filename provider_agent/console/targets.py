@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
-from .backend import BACKENDS, BackendError
-from .backend._checks import normalise_url
-from .backend.identify import detect_kind
-from .fleet.config import KEYLESS_KINDS, BackendConfig, Config
+from ..backend import BACKENDS, BackendError
+from ..backend._checks import normalise_url
+from ..backend.identify import detect_kind
+from ..fleet.config import KEYLESS_KINDS, BackendConfig, Config
 
 __all__ = [
     "CONFIG_ENV",

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .fleet.config import PricingConfig
-from .scan import ScanResult
+from ..fleet.config import PricingConfig
+from ..scan import ScanResult
 
 __all__ = ["ModelRow", "model_rows"]
 

@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .scan import ScanResult
+from ..scan import ScanResult
 
 __all__ = [
     "CRITICAL",

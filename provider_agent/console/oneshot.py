@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, List, Optional
 
-from .backend import JobResult, WireFormat
+from ..backend import JobResult, WireFormat
 
 __all__ = ["ANTHROPIC_MAX_TOKENS", "prompt_request", "read_request", "summary_line"]
 
