@@ -38,12 +38,17 @@ from ._fleet_proc import (
     read_request,
     run_loop_in_thread,
 )
-from .relay import make_events
+from ._server import ending, event
 
 VARIANTS = ("fleet", "direct")
 #: The fewest jobs a measurement times (in batches of N at once).
 MIN_JOBS = 512
 REQUEST = {"messages": [{"role": "user", "content": "Hi"}]}
+
+
+def make_events(count: int) -> List[bytes]:
+    """A reply of ``count`` token events, its usage chunk and ``[DONE]``."""
+    return [event("token ")] * count + ending(count)
 
 
 def _reply(content_type: bytes, body: bytes) -> bytes:
