@@ -152,8 +152,12 @@ def test_deadline_cuts_a_long_generation(vllm_backend: VllmBackend) -> None:
         vllm_backend.run(job, chunks.append)
     elapsed = time.monotonic() - started
     # Loose bounds: a socket timeout cut to the deadline may wake a millisecond
-    # early, a busy machine may run the test late; the generation takes >15 s.
-    assert 0.39 <= elapsed < 4.0, elapsed
+    # early, and the CPU engine can starve this process while it generates on
+    # both cores: one call here waited 9.3 s for headers it should have given
+    # up on at 0.4 s, and a heartbeat thread stalled for as long as another
+    # call (1.9 s). The generation takes >15 s; the error and the engine's
+    # metrics below say it was cut, not finished.
+    assert 0.39 <= elapsed < 12.0, elapsed
     assert vllm_backend.id in str(caught.value)
     # The engine stops generating when the connection drops: within seconds,
     # where the whole generation takes far longer, and not by completing it.
