@@ -106,6 +106,10 @@ class Fleet:
             if member.id in self._members:
                 raise ValueError(f"two backends with the id {member.id!r}")
             self._members[member.id] = member
+        self._formats = {
+            m.id: frozenset(f for f in WireFormat if m.backend.speaks(f))
+            for m in members
+        }
         self.max_concurrent = max_concurrent
         self.pricing = pricing
         self.max_tokens_per_minute = max_tokens_per_minute
@@ -335,7 +339,7 @@ class Fleet:
                     member.id,
                     backend.kind,
                     backend.native,
-                    frozenset(f for f in WireFormat if backend.speaks(f)),
+                    self._formats[member.id],
                     member.serves(status),
                     status is not None and status.up,
                     status.health.latency_ms if status is not None else None,

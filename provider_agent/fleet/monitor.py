@@ -20,6 +20,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, replace
+from functools import cached_property
 from types import MappingProxyType, TracebackType
 from typing import (
     Dict,
@@ -73,8 +74,9 @@ class BackendStatus:
     def up(self) -> bool:
         return self.health.reachable
 
-    @property
+    @cached_property
     def model_ids(self) -> FrozenSet[str]:
+        # Read by routing on every job; a remote API lists hundreds of models.
         return frozenset(m.model_id for m in self.models or ())
 
 
