@@ -4,7 +4,8 @@ each kind answers, for the fleet's tests."""
 from __future__ import annotations
 
 import threading
-from typing import Iterable, List, Optional, Sequence
+import time
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from .server import Reply, ScriptedServer
 from .sse import DONE, data
@@ -34,23 +35,20 @@ def llamacpp(
 ) -> ScriptedServer:
     """``srv`` answers as a healthy llama-server serving ``models``."""
     srv.json("GET", "/health", {"status": "ok"})
-    srv.json(
-        "GET",
-        "/v1/models",
-        {
-            "object": "list",
-            "data": [
-                {
-                    "id": m,
-                    "object": "model",
-                    "owned_by": "llamacpp",
-                    "meta": {"n_ctx": n_ctx},
-                }
-                for m in models
-            ],
-        },
-    )
+    _listing(srv, models, "llamacpp", {"meta": {"n_ctx": n_ctx}})
     return srv
+
+
+def _listing(
+    srv: ScriptedServer,
+    models: Iterable[str],
+    owner: str,
+    extra: Dict[str, Any],
+    headers: Optional[Dict[str, str]] = None,
+) -> None:
+    """An OpenAI-style ``/v1/models`` listing, each card with ``extra``."""
+    cards = [{"id": m, "object": "model", "owned_by": owner, **extra} for m in models]
+    srv.json("GET", "/v1/models", {"object": "list", "data": cards}, headers=headers)
 
 
 def vllm(
@@ -68,23 +66,7 @@ def vllm(
         reply.start(200, headers, content_type=None, length=0)
 
     srv.route("GET", "/health", health)
-    srv.json(
-        "GET",
-        "/v1/models",
-        {
-            "object": "list",
-            "data": [
-                {
-                    "id": m,
-                    "object": "model",
-                    "owned_by": "vllm",
-                    "max_model_len": max_model_len,
-                }
-                for m in models
-            ],
-        },
-        headers=headers,
-    )
+    _listing(srv, models, "vllm", {"max_model_len": max_model_len}, headers)
     return srv
 
 
@@ -105,3 +87,18 @@ def held(srv: ScriptedServer, path: str = "/v1/chat/completions") -> threading.E
     chunks = openai_chunks()
     srv.stream("POST", path, [chunks[0], release, *chunks[1:]])
     return release
+
+
+def slowed(srv: ScriptedServer, path: str, delay: float) -> threading.Event:
+    """``srv``'s GET ``path`` answers ``delay`` s late; the event is set when a
+    request for it arrives."""
+    route = srv.routes[("GET", path)]
+    arrived = threading.Event()
+
+    def late(reply: Reply) -> None:
+        arrived.set()
+        time.sleep(delay)
+        route(reply)
+
+    srv.route("GET", path, late)
+    return arrived

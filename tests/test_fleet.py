@@ -541,15 +541,7 @@ def test_a_fleet_stream_reads_as_text_and_complete_gives_the_whole_reply(
 
 def test_a_cancel_during_the_first_discovery_stops_the_job(servers, fleet_of):
     srv = fakes.chat(fakes.llamacpp(servers()))
-    listing = srv.routes[("GET", "/v1/models")]
-    listing_started = threading.Event()
-
-    def slow_listing(reply: Reply) -> None:
-        listing_started.set()
-        time.sleep(0.5)
-        listing(reply)
-
-    srv.route("GET", "/v1/models", slow_listing)
+    listing_started = fakes.slowed(srv, "/v1/models", 0.5)
     fleet = fleet_of(LlamaCppBackend(srv.url))
     the_job = job()
     errors: List[BaseException] = []

@@ -7,13 +7,10 @@ server threads alive, is what Python 3.12+ warns against.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
-
 import pytest
 
 from . import fakes
+from .processes import run_python
 from .server import ScriptedServer
 
 pytestmark = pytest.mark.skipif(
@@ -46,20 +43,11 @@ print("ok")
 """
 
 
-def run_script(script: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def test_a_backend_made_before_a_fork_opens_its_own_connections_in_the_child(
     server: ScriptedServer,
 ):
     fakes.chat(fakes.llamacpp(server))
-    done = run_script(BACKEND_SCRIPT, server.url)
+    done = run_python(BACKEND_SCRIPT, server.url)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip().endswith("ok")
     # The parent kept one connection; the child made its own.
@@ -123,6 +111,6 @@ def test_a_fleet_made_before_a_fork_serves_jobs_in_the_child(
     parent: str, server: ScriptedServer
 ):
     fakes.chat(fakes.llamacpp(server))
-    done = run_script(FLEET_SCRIPT, server.url, parent)
+    done = run_python(FLEET_SCRIPT, server.url, parent)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip().endswith("ok")

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import gc
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 from typing import Iterator, List
@@ -18,7 +15,8 @@ from provider_agent.fleet.monitor import BACKOFF_START, backoff
 
 from . import fakes
 from .polling import eventually
-from .server import Reply, ScriptedServer
+from .processes import run_python
+from .server import ScriptedServer
 
 
 def probes(srv: ScriptedServer) -> int:
@@ -157,12 +155,7 @@ def test_a_monitor_never_keeps_the_interpreter_from_exiting(silent_url):
         print("leaving", flush=True)
     """
     started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_python(script)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "leaving"
     assert time.monotonic() - started < 10  # not the probe's 30 s
@@ -194,26 +187,13 @@ def test_a_fleet_still_serving_jobs_at_exit_logs_no_error(server):
         threading.Thread(target=serve).start()
         time.sleep(0.1)
     """
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_python(script)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr and "ERROR" not in done.stderr
 
 
 def test_a_mark_down_during_a_round_is_not_undone_by_the_round(server, llama):
-    listing = server.routes[("GET", "/v1/models")]
-    listed = threading.Event()
-
-    def slow_listing(reply: Reply) -> None:
-        listed.set()
-        time.sleep(0.5)
-        listing(reply)
-
-    server.route("GET", "/v1/models", slow_listing)
+    listed = fakes.slowed(server, "/v1/models", 0.5)
     monitor = HealthMonitor([llama], interval=60)
     worker = threading.Thread(target=monitor.refresh)
     worker.start()

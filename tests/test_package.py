@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 import provider_agent
 import provider_agent.fleet as fleet_pkg
+
+from .processes import output_of
 
 
 def test_every_public_name_resolves():
@@ -28,14 +27,8 @@ def test_the_fleet_package_exports_what_it_lists():
         assert getattr(fleet_pkg, name) is not None, name
 
 
-def _fresh(code: str) -> str:
-    return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.strip()
-
-
 def test_importing_the_package_imports_no_layer_no_click_and_starts_no_thread():
-    out = _fresh(
+    out = output_of(
         "import sys, threading, provider_agent;"
         "print(sorted(m for m in ('click', 'provider_agent.backend',"
         " 'provider_agent.fleet') if m in sys.modules), threading.active_count())"
@@ -44,15 +37,24 @@ def test_importing_the_package_imports_no_layer_no_click_and_starts_no_thread():
 
 
 def test_the_backend_layer_imports_without_the_fleet():
-    out = _fresh(
+    out = output_of(
         "import sys, provider_agent.backend;"
         "print('provider_agent.fleet' in sys.modules, 'click' in sys.modules)"
     )
     assert out == "False False"
 
 
+def test_the_fleet_imports_without_click():
+    code = (
+        "import sys, provider_agent.backend; "
+        "print(any(m.startswith('provider_agent.fleet') for m in sys.modules)); "
+        "import provider_agent.fleet; print('click' in sys.modules)"
+    )
+    assert output_of(code).split() == ["False", "False"]
+
+
 def test_using_the_fleet_names_imports_no_click_and_starts_no_thread():
-    out = _fresh(
+    out = output_of(
         "import sys, threading;"
         "from provider_agent import Fleet, load_config, discover, poll_health;"
         "from provider_agent.backend import LlamaCppBackend;"

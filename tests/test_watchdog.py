@@ -8,29 +8,17 @@ Forking happens in a separate interpreter: a test process has threads running.
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 
 from provider_agent.backend import _watch
 from provider_agent.backend._watch import EXPIRED, Watch
 
-
-def run_python(code: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
+from .processes import output_of
 
 
 def test_importing_starts_no_thread():
-    count = run_python(
+    count = output_of(
         """
         import threading
         import provider_agent, provider_agent.backend
@@ -75,7 +63,7 @@ def test_a_finished_call_never_fires():
 
 
 def test_a_forked_child_has_its_own_watchdog():
-    result = run_python(
+    result = output_of(
         """
         import os, socket, threading, time
         from provider_agent.backend._watch import EXPIRED, Watch
