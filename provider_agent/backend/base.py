@@ -16,7 +16,6 @@ import re
 import threading
 import time
 import uuid
-from types import TracebackType
 from typing import (
     Any,
     Callable,
@@ -27,13 +26,13 @@ from typing import (
     Mapping,
     Optional,
     Tuple,
-    Type,
 )
 from urllib.parse import urlsplit
 
 import requests
 
 from ._checks import checked_headers, checked_key, local_base, normalise_url
+from ._closing import Closing
 from ._fork import renew_after_fork
 from ._identity import mismatch
 from ._replies import dict_items, error_message, load_json
@@ -70,7 +69,7 @@ LISTING_BODY_LIMIT = 32 * 1024 * 1024
 BOTH_FORMATS: FrozenSet[WireFormat] = frozenset(WireFormat)
 
 
-class Backend:
+class Backend(Closing):
     """One inference server, local or remote, behind the common API.
 
     Each instance owns one ``requests.Session``; its methods may be called from
@@ -298,17 +297,6 @@ class Backend:
     def close(self) -> None:
         """Release the backend's connections."""
         self._transport.close()
-
-    def __enter__(self) -> Backend:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.close()
 
     # -- hooks ----------------------------------------------------------------
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from types import TracebackType
-from typing import Callable, Iterator, List, Optional, Type
+from typing import Callable, Iterator, List, Optional
 
 import requests
 
+from ._closing import Closing
 from ._transport import Transport
 from ._watch import Watch
 from .data import Job, JobResult, Reply
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 PARSE_BATCH = 16384
 
 
-class JobStream(Iterator[bytes]):
+class JobStream(Closing, Iterator[bytes]):
     """Iterator over the upstream byte chunks of one job, exactly as received.
 
     ``result`` holds the ``JobResult`` once the stream has ended cleanly;
@@ -282,17 +282,6 @@ class JobStream(Iterator[bytes]):
             if self._reading:
                 return  # the reading thread wakes up and releases it
         self._release(reuse=False)
-
-    def __enter__(self) -> JobStream:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.close()
 
     def __del__(self) -> None:
         try:
