@@ -23,8 +23,7 @@ import uuid
 import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
-from types import TracebackType
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Type, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from ..backend import (
     Backend,
@@ -38,8 +37,9 @@ from ..backend import (
     Reply,
     WireFormat,
 )
+from ..backend._closing import Closing
 from ..backend._fork import renew_after_fork
-from ..backend.sink import SinkLike, as_sink
+from ..backend.sink import SinkLike, sender
 from .capacity import ALL, CapacityStore, LocalCapacity, Slot
 from .config import Config, PricingConfig, load_config
 from .discovery import Discovery, build_discovery
@@ -73,7 +73,7 @@ class _Run:
         self.stream: Optional[weakref.ReferenceType[JobStream]] = None
 
 
-class Fleet:
+class Fleet(Closing):
     """Routes jobs over ``backends`` (``Backend`` or ``Member`` objects).
 
     ``max_concurrent`` bounds the jobs running at once; a ``Member`` may bound its
@@ -220,7 +220,7 @@ class Fleet:
 
     def run(self, job: Job, sink: SinkLike) -> JobResult:
         """Run ``job``, pushing each chunk into ``sink`` as it is read."""
-        send = as_sink(sink)  # a bad sink fails here, before any request
+        send = sender(sink)  # a bad sink fails here, before any request
         return self.execute(job).send_to(send)
 
     def complete(self, job: Job) -> Reply:
@@ -234,7 +234,7 @@ class Fleet:
         """Run ``job`` on the fleet's thread pool, pushing each chunk into ``sink``
         from there. The rejections are raised here, at once; any other failure is
         the future's exception."""
-        send = as_sink(sink)
+        send = sender(sink)
         run = self._register(job)
         try:
             self._admit(run)
@@ -292,17 +292,6 @@ class Fleet:
         if self._close_backends:
             for backend in self.backends:
                 backend.close()
-
-    def __enter__(self) -> Fleet:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (
