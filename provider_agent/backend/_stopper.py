@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from typing import Iterator, Optional, Set
+from typing import Iterator, Optional, Set, Union
 
 from ._watch import Watch
 
@@ -19,21 +19,22 @@ _local = threading.local()
 
 
 class Stopper:
-    """Calls that ``stop()`` ends together. Thread-safe."""
+    """Calls that ``stop()`` ends together. Thread-safe. A stopper may itself be
+    added to another (``add``): stopping the outer one stops it too."""
 
     def __init__(self) -> None:
-        self._watches: Set[Watch] = set()
+        self._watches: Set[Union[Watch, Stopper]] = set()
         self._lock = threading.Lock()
         self.stopped = False
 
-    def add(self, watch: Watch) -> None:
+    def add(self, watch: Union[Watch, Stopper]) -> None:
         with self._lock:
             if not self.stopped:
                 self._watches.add(watch)
                 return
         watch.cancel()
 
-    def discard(self, watch: Watch) -> None:
+    def discard(self, watch: Union[Watch, Stopper]) -> None:
         with self._lock:
             self._watches.discard(watch)
 
@@ -43,6 +44,8 @@ class Stopper:
             watches, self._watches = self._watches, set()
         for watch in watches:
             watch.cancel()
+
+    cancel = stop  # as one of another stopper's calls
 
 
 @contextmanager

@@ -43,18 +43,22 @@ def fan_out(
     stopper: Optional[Stopper] = None,
 ) -> List[Optional[R]]:
     """``fn(item, seconds_left)`` of every item at once; None for an item whose
-    call had not returned within ``timeout`` seconds of this call (it goes on,
-    bounded by its own deadline, and its result is dropped). The budget starts
-    now, not when a thread is free: starting hundreds of threads takes a good
-    part of a second, so a call started late is told how little is left.
-    ``stopper`` can cut the calls short. An exception ``fn`` raises propagates:
-    ``fn`` must turn the failures it expects into results."""
+    call had not returned within ``timeout`` seconds of this call. The budget
+    starts now, not when a thread is free: starting hundreds of threads takes a
+    good part of a second, so a call started late is told how little is left.
+    When the time is up, or the caller is interrupted, the calls still under
+    way are cut short (their results would be dropped), so that no thread is
+    left holding a socket; ``stopper`` can cut them sooner. An exception ``fn``
+    raises propagates: ``fn`` must turn the failures it expects into results."""
     if not items:
         return []
     deadline = time.monotonic() + timeout
+    calls = Stopper()
+    if stopper is not None:
+        stopper.add(calls)
 
     def call(item: T) -> R:
-        with under(stopper):
+        with under(calls):
             return fn(item, max(deadline - time.monotonic(), 0.001))
 
     workers = max(1, min(len(items), max_workers or MAX_WORKERS))
@@ -65,11 +69,13 @@ def fan_out(
         futures = [pool.submit(call, item) for item in items]
         left = max(deadline - time.monotonic(), 0.0)
         done, _ = wait(futures, timeout=left, return_when=FIRST_EXCEPTION)
-        for future in done:
-            future.result()  # re-raise a bug in fn at once
+        # Only what answered in time: a call cut below is no answer.
+        return [f.result() if f in done else None for f in futures]
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-    return [f.result() if f.done() and not f.cancelled() else None for f in futures]
+        calls.stop()
+        if stopper is not None:
+            stopper.discard(calls)
 
 
 def _longest(backends: Sequence[Backend], timeout: Optional[float], attr: str) -> float:
@@ -93,8 +99,8 @@ def poll_health(
     ``timeout`` (s) bounds the poll, and so each probe; the default is each
     backend's own ``health_timeout``. A probe that has not reported by then is
     ``reachable=False``. A probe that starts late (hundreds of threads take a
-    while to start) gets what is left of the poll, but at least half its
-    timeout. Backends sharing an id are probed once.
+    while to start) gets what is left of the poll. Backends sharing an id are
+    probed once.
     """
     return _poll(backends, timeout, max_workers, None)
 
@@ -110,11 +116,9 @@ def _poll(
         return {}
 
     def probe(backend: Backend, left: float) -> BackendHealth:
-        # What is left of the poll, but never under half a probe's timeout: a
-        # probe cut shorter would call a slow, healthy backend down.
         own = backend.health_timeout if timeout is None else timeout
         try:
-            return backend.health(min(own, max(left - grace, own / 2)))
+            return backend.health(min(own, max(left - grace, 0.001)))
         except Exception as exc:  # noqa: BLE001 - a bug in one probe, not the poll's
             log.exception("%s: the health probe failed", backend.id)
             return BackendHealth(False, None, f"probe failed: {type(exc).__name__}")
