@@ -10,14 +10,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, List
 
 import pytest
 
-from provider_agent.cli import main
-
 from . import fakes
 from .cli import child_env, console_script, run
+from .polling import eventually
 from .server import ScriptedServer
 from .sse import data
 
@@ -105,7 +104,10 @@ def test_help_imports_neither_the_fleet_nor_the_backends() -> None:
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
+    assert done.returncode == 0, done.stderr
+    assert "Usage:" in done.stdout  # the help was printed, not an import error
     loaded = done.stderr.strip()
+    assert loaded.startswith("['provider_agent.")
     assert "provider_agent.backend" not in loaded and "requests" not in loaded
     assert "provider_agent.fleet" not in loaded
 
@@ -173,7 +175,6 @@ def test_health_all_up_exits_0(engine: ScriptedServer) -> None:
 
 def test_health_some_down_exits_1_and_all_down_2(engine: ScriptedServer) -> None:
     dead = "llamacpp=127.0.0.1:9"
-    assert run("health", "--backend", f"llamacpp={engine.url}", "--backend", dead)
     some = run("health", "--backend", f"llamacpp={engine.url}", "--backend", dead)
     assert some.exit_code == 1
     assert run("health", "--backend", dead).exit_code == 2
@@ -658,7 +659,63 @@ def test_exec_talks_to_one_backend() -> None:
 
 
 def test_main_is_the_console_entry_point() -> None:
-    assert main.name == "main" or callable(main)
+    from importlib.metadata import entry_points
+
+    scripts = entry_points()
+    found = (
+        scripts.select(group="console_scripts", name="provider-agent")
+        if hasattr(scripts, "select")
+        else [e for e in scripts["console_scripts"] if e.name == "provider-agent"]
+    )
+    assert [e.value for e in found] == ["provider_agent.cli:main"]
     assert os.path.basename(console_script()[0]).startswith(
         ("provider-agent", "python")
     )
+
+
+def _interrupted(args: List[str], ready: Callable[[], bool]) -> subprocess.Popen[bytes]:
+    """The console script run with ``args``, sent SIGINT once ``ready()``."""
+    process = subprocess.Popen(
+        console_script() + args,
+        stdin=subprocess.PIPE,  # never closed: a prompt read from it waits
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert eventually(ready, 20)
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=20)
+    finally:
+        process.kill()
+    return process
+
+
+def test_ctrl_c_before_any_health_answer_exits_130_not_ok(silent_url: str) -> None:
+    args = ["health", "--backend", f"llamacpp={silent_url}", "--timeout", "30"]
+    started = time.monotonic()
+    process = _interrupted(args, lambda: time.monotonic() - started > 1.5)
+    assert process.returncode == 130  # not 0, which Nagios reads as all up
+
+
+def test_ctrl_c_while_exec_reads_its_prompt_exits_130(engine: ScriptedServer) -> None:
+    args = ["exec", "--backend", f"llamacpp={engine.url}", "-m", "tiny", "-"]
+    started = time.monotonic()
+    process = _interrupted(args, lambda: time.monotonic() - started > 1.5)
+    assert process.returncode == 130
+    assert not any(r.method == "POST" for r in engine.requests)
+
+
+def test_exec_without_backends_says_so_before_reading_stdin() -> None:
+    result = run("exec", input="never read")
+    assert result.exit_code == 1
+    assert "backend" in result.stderr and "prompt" not in result.stderr
+
+
+def test_scan_keeps_a_config_s_own_probe_timeout(silent_url: str) -> None:
+    Path("agent.toml").write_text(
+        f'[[backends]]\nkind = "llamacpp"\nurl = "{silent_url}"\nhealth_timeout = 0.3\n'
+    )
+    started = time.monotonic()
+    result = run("scan", "-c", "agent.toml")
+    assert result.exit_code == 1
+    assert time.monotonic() - started < 1.8  # the 0.3 s, not scan's default 2 s

@@ -9,7 +9,7 @@ Library errors become one ``click.ClickException`` at this boundary
 from __future__ import annotations
 
 import difflib
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import click
 
@@ -36,6 +36,14 @@ class _Group(click.Group):
             hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
             ctx.fail(f"No such command {name!r}.{hint}")
         return super().resolve_command(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        # Ctrl-C anywhere (a poll, a prompt read from stdin) exits 130, as a
+        # shell expects of an interrupted command, not click's "Aborted!" 1.
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            ctx.exit(130)
 
 
 @click.group(cls=_Group, context_settings=CONTEXT_SETTINGS)

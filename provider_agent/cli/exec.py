@@ -87,8 +87,9 @@ def exec_command(
     if len(targets) > 1:
         raise click.UsageError("exec talks to one --backend at a time")
     with library_errors():
-        request = _request(prompt, system, request_file, fmt)
+        # Backends first: with none named, say so before waiting on stdin.
         config = require(load(config_path, targets, api_key_env)[0])
+        request = _request(prompt, system, request_file, fmt)
     runner = _Runner(config, direct=bool(targets))
     try:
         with library_errors():
@@ -100,8 +101,7 @@ def exec_command(
             job = job.without_stream_flag()
             result = runner.run(job, raw)
     except KeyboardInterrupt:
-        runner.cancel()
-        note("cancelled")
+        note("cancelled")  # leaving the stream's with block closed it upstream
         click.get_current_context().exit(INTERRUPTED)
     except Failure as exc:
         if isinstance(exc.__cause__, BackendTimeoutError):
@@ -150,18 +150,13 @@ class _Runner:
     """The job's way out: one backend directly, or the fleet of the config."""
 
     def __init__(self, config: Any, direct: bool) -> None:
-        from ..backend import create_backend
         from ..fleet import Fleet
 
-        self.job: Any = None
         self.backend: Any = None
         self.fleet: Any = None
         with library_errors():
             if direct:
-                entry = config.backends[0]
-                self.backend = create_backend(
-                    entry.kind, entry.url, api_key_env=entry.api_key_env
-                )
+                self.backend = config.backends[0].build()
             else:
                 self.fleet = Fleet.from_config(config)
 
@@ -175,7 +170,6 @@ class _Runner:
         return str(models[0])
 
     def run(self, job: Any, raw: bool) -> Any:
-        self.job = job
         target = self.backend if self.backend is not None else self.fleet
         with target.execute(job) as stream:
             if raw:
@@ -189,11 +183,6 @@ class _Runner:
                     text = printable(piece) if shown else piece
                     click.echo(text, nl=False, color=True)
             return stream.partial_result
-
-    def cancel(self) -> None:
-        if self.job is not None:
-            target = self.backend if self.backend is not None else self.fleet
-            target.cancel(self.job.job_id)
 
     def close(self) -> None:
         for owned in (self.backend, self.fleet):

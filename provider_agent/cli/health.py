@@ -128,7 +128,9 @@ def health_command(
                 break
             time.sleep(watch)
     except KeyboardInterrupt:
-        pass  # the way out of --watch: exit with the last round's code
+        if watch is None or not rounds:
+            raise  # cut short before any answer: not "all up"
+        # The way out of --watch: exit with the last round's code.
     finally:
         close_all(built)
     click.get_current_context().exit(code)

@@ -32,6 +32,10 @@ PIPE_COLUMNS = [*COLUMNS[:5], Column("MODELS"), Column("ERROR")]
 Seconds = click.FloatRange(min=0, min_open=True)
 
 
+#: The default ports' probes: when nothing listens there, say so quickly.
+_LOCAL_TIMEOUTS: Dict[str, Any] = {"health_timeout": 2.0, "request_timeout": 5.0}
+
+
 @click.command("scan", context_settings=CONTEXT_SETTINGS)
 @scan_options
 @click.option(
@@ -44,9 +48,7 @@ Seconds = click.FloatRange(min=0, min_open=True)
     "--timeout",
     type=Seconds,
     metavar="SECONDS",
-    default=2.0,
-    show_default=True,
-    help="Seconds allowed for each probe.",
+    help="Seconds allowed for each probe [default: 2, or the config's].",
 )
 @click.option("--no-models", is_flag=True, help="Only probe health; list no models.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of rows.")
@@ -55,7 +57,7 @@ def scan_command(
     targets: Tuple[Any, ...],
     api_key_env: Optional[str],
     host: str,
-    timeout: float,
+    timeout: Optional[float],
     no_models: bool,
     as_json: bool,
 ) -> None:
@@ -74,10 +76,10 @@ def scan_command(
     """
     from ..scan import build_all, close_all, scan
 
-    options: Dict[str, Any] = {
-        "health_timeout": timeout,
-        "request_timeout": max(timeout, 5.0),
-    }
+    # A config's own timeouts stand unless --timeout is given.
+    options: Dict[str, Any] = {}
+    if timeout is not None:
+        options = {"health_timeout": timeout, "request_timeout": max(timeout, 5.0)}
     built: List[Any] = []
     try:
         with library_errors():
@@ -85,7 +87,7 @@ def scan_command(
             if config is not None:
                 built = [b for _, b in build_all(config.backends, **options)]
             else:
-                built = _local(host, options)
+                built = _local(host, options or _LOCAL_TIMEOUTS)
             with progress(f"probing {len(built)} backends"):
                 results = scan(built, with_models=not no_models, with_version=True)
     finally:

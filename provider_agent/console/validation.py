@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import List
 
-from ..backend import Backend, MissingApiKeyError, create_backend
+from ..backend import Backend, MissingApiKeyError
 from ..fleet.config import BackendConfig, Config
 from ..fleet.health import poll_health
 
@@ -24,7 +24,7 @@ def probe_problems(config: Config) -> List[str]:
     built: List[tuple[BackendConfig, Backend]] = []
     for entry in config.backends:
         try:
-            built.append((entry, _build(entry)))
+            built.append((entry, entry.build()))
         except MissingApiKeyError as exc:
             field = "api_key_env" if entry.api_key_env else "kind"
             problems.append(f"{config.source}: {entry.place}.{field}: {exc.message}")
@@ -44,9 +44,3 @@ def probe_problems(config: Config) -> List[str]:
         for _, backend in built:
             backend.close()
     return problems
-
-
-def _build(entry: BackendConfig) -> Backend:
-    return create_backend(
-        entry.kind, entry.url, api_key_env=entry.api_key_env, **entry.options
-    )
