@@ -4,6 +4,7 @@ scripted engines on 127.0.0.1."""
 from __future__ import annotations
 
 import gc
+import itertools
 import socket
 import threading
 import time
@@ -434,27 +435,48 @@ def test_cancel_while_waiting_for_headers(servers, fleet_of):
 
 def test_the_cancel_complete_race_releases_each_slot_once(servers, fleet_of):
     srv = fakes.chat(fakes.llamacpp(servers()), fakes.openai_chunks("a b c"))
-    fleet = fleet_of(LlamaCppBackend(srv.url), max_concurrent=4)
+    release = fakes.held(other := fakes.llamacpp(servers(), ["held"]))
+    fleet = fleet_of(LlamaCppBackend(srv.url), LlamaCppBackend(other.url))
     fleet.refresh()
-    outcomes = {"done": 0, "cancelled": 0}
+    # A second job holds a slot throughout: a slot given back twice would show
+    # as in_flight 0 (or raise), not only when nothing else runs.
+    held = fleet.execute(job("held"))
+    outcomes = {"done": 0, "cancelled": 0, "cancel won": 0, "cancel late": 0}
     for i in range(1500):
         the_job = job()
         stream = fleet.execute(the_job)
-        canceller = threading.Thread(target=fleet.cancel, args=(the_job.job_id,))
-        if i % 2:
-            canceller.start()
+        chunks = list(itertools.islice(stream, 6))  # every chunk, not the end
+        assert chunks[-1].endswith(b"[DONE]\n\n")
+        go = threading.Barrier(2)
+        found: List[bool] = []
+        # Land before, during and after the stream's end.
+        canceller = threading.Thread(
+            target=_cancel_after, args=(go, (i % 7) * 2e-5, fleet, the_job, found)
+        )
+        canceller.start()
+        go.wait()
         try:
             for _ in stream:
                 pass
             outcomes["done"] += 1
         except JobCancelledError:
             outcomes["cancelled"] += 1
-        if not i % 2:
-            canceller.start()
         canceller.join()
-        assert fleet.in_flight == 0, f"iteration {i}"
-    assert outcomes["done"] > 0
+        outcomes["cancel won" if found[0] else "cancel late"] += 1
+        assert fleet.in_flight == 1, f"iteration {i}: {fleet.in_flight}"
+    assert outcomes["done"] > 0 and outcomes["cancel late"] > 0
+    assert outcomes["cancel won"] > 0, outcomes  # the two really raced
+    held.close()
+    release.set()
     assert fleet.in_flight == 0
+
+
+def _cancel_after(
+    go: threading.Barrier, delay: float, fleet: Fleet, the_job: Job, found: List[bool]
+) -> None:
+    go.wait()
+    time.sleep(delay)
+    found.append(fleet.cancel(the_job.job_id))
 
 
 def test_submit_rejects_at_once_and_runs_on_the_pool(servers, fleet_of):

@@ -103,18 +103,26 @@ def test_scan_command_json(default_ports: None) -> None:
     }
 
 
-def test_scan_probes_concurrently(server: ScriptedServer) -> None:
+def test_scan_probes_concurrently() -> None:
     def slow_health(reply: Reply) -> None:
         time.sleep(1.0)
         reply.start(200, content_type="application/json", length=2)
         reply.raw(b"{}")
 
-    server.route("GET", "/health", slow_health)
-    backends = [LlamaCppBackend(server.url) for _ in range(4)]
+    # Four servers: backends at one URL are one backend, probed once.
+    servers = [ScriptedServer() for _ in range(4)]
+    for srv in servers:
+        srv.route("GET", "/health", slow_health)
+    backends = [LlamaCppBackend(srv.url) for srv in servers]
     started = time.monotonic()
     results = scan(backends, with_models=False)
     elapsed = time.monotonic() - started
+    for backend in backends:
+        backend.close()
+    for srv in servers:
+        srv.stop()
     assert [r.health.reachable for r in results] == [True] * 4
+    assert all(len(srv.requests) == 1 for srv in servers)
     assert elapsed < 3.0  # four one-second probes at once, not one after another
 
 
