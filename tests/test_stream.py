@@ -27,6 +27,7 @@ from provider_agent.backend import (
     VllmBackend,
     WireFormat,
 )
+from provider_agent.backend.stream import PARSE_BATCH
 
 from .server import Reply, ScriptedServer
 from .sse import DONE, text_block
@@ -485,6 +486,9 @@ def test_connection_closed_inside_a_chunked_body_is_a_stream_error(server, llama
     assert delivered.startswith(sent)
     assert delivered == sent + b'data: {"cho'[: len(delivered) - len(sent)]
     assert info.value.bytes_relayed == len(delivered)
+    # A chunked body is relayed a whole chunk at a time: a chunk the connection
+    # was cut inside of is not handed over.
+    assert delivered == sent
 
 
 @pytest.mark.parametrize("chunked", [True, False])
@@ -891,3 +895,76 @@ def test_a_200_that_is_not_an_event_stream_is_a_protocol_error(
     assert media in str(info.value)
     with pytest.raises(ProtocolError):
         llama.execute(chat_job())
+
+
+# -- streams longer than one parse batch ------------------------------------------
+# Usage is parsed a batch of reads at a time (PARSE_BATCH bytes); these streams
+# run past several batches, so what matters comes after the first.
+
+LONG_RUN = [delta("token ")] * 700  # about 60 KB
+
+
+def test_usage_and_finish_after_several_batches_are_read(server, llama):
+    finish = delta("", "length")
+    half = len(finish) // 2
+    # The finish event is split across two writes, so across two reads.
+    server.stream(
+        "POST", CHAT, [*LONG_RUN, finish[:half], PAUSE, finish[half:], USAGE, DONE]
+    )
+    with llama.execute(chat_job()) as stream:
+        got = b"".join(stream)
+    assert len(got) > 3 * PARSE_BATCH
+    assert stream.result is not None
+    assert (stream.result.input_tokens, stream.result.output_tokens) == (12, 28)
+    assert stream.result.finish_reason == "length"
+
+
+def test_an_in_band_error_after_several_batches_raises(server, llama):
+    error = sse({"error": {"message": "engine overloaded", "type": "server_error"}})
+    server.stream("POST", CHAT, [*LONG_RUN, error])
+    got = b""
+    with pytest.raises(StreamError, match="engine overloaded"):
+        with llama.execute(chat_job()) as stream:
+            for data in stream:
+                got += data
+    assert got.endswith(error) and len(got) > 3 * PARSE_BATCH
+
+
+def test_a_stopped_stream_keeps_the_usage_of_reads_not_yet_parsed(server, llama):
+    hold = threading.Event()
+    # vLLM's continuous usage: a usage chunk mid-stream, then more tokens.
+    server.stream("POST", CHAT, [*LONG_RUN, USAGE, delta("more"), hold, DONE])
+    with llama.execute(chat_job()) as stream:
+        for data in stream:
+            if data == delta("more"):
+                break
+        stream.cancel()
+    hold.set()
+    assert stream.result is None
+    assert (
+        stream.partial_result.input_tokens,
+        stream.partial_result.output_tokens,
+    ) == (
+        12,
+        28,
+    )
+
+
+def test_chunk_extensions_and_trailers_keep_the_connection(server, llama):
+    # The relay reads chunk by chunk itself and hands the end of the body
+    # (the last chunk and the trailers) back to urllib3, which returns the
+    # connection to the pool: two jobs, one connection.
+    events = [delta("Hi"), USAGE, DONE]
+
+    def send(reply: Reply) -> None:
+        reply.start(200)  # chunked
+        for number, event in enumerate(events):
+            reply.raw(b"%x;n=%d\r\n%s\r\n" % (len(event), number, event))
+        reply.raw(b"0\r\nX-Trailer: done\r\n\r\n")
+
+    server.route("POST", CHAT, send)
+    for _ in range(2):
+        with llama.execute(chat_job()) as stream:
+            assert b"".join(stream) == b"".join(events)
+        assert stream.result is not None and stream.result.output_tokens == 28
+    assert server.connections == 1

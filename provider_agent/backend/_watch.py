@@ -16,12 +16,12 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-import os
 import socket
 import threading
 import time
 from typing import Callable, List, Optional, Tuple
 
+from ._fork import renew_after_fork
 from .errors import BackendError, BackendTimeoutError, JobCancelledError
 
 EXPIRED = "expired"
@@ -129,6 +129,9 @@ class _Watchdog:
     def __init__(self) -> None:
         self.reset()
 
+    def _after_fork(self) -> None:
+        self.reset()
+
     def reset(self) -> None:
         """Start afresh; also in a forked child, which has no watchdog thread and
         must not fire its parent's deadlines."""
@@ -190,8 +193,7 @@ class _Watchdog:
 
 
 _watchdog = _Watchdog()
-if hasattr(os, "register_at_fork"):  # not on Windows
-    os.register_at_fork(after_in_child=_watchdog.reset)
+renew_after_fork(_watchdog)
 
 
 def _shutdown(sock: Optional[socket.socket]) -> None:

@@ -53,7 +53,8 @@ class JobStream(Closing, Iterator[bytes]):
     Raises, while iterating: ``BackendTimeoutError`` at the job's deadline,
     ``JobCancelledError``, and ``StreamError`` for an in-band error event or an
     upstream that stops before the stream's terminator (after every byte read
-    before it was handed over).
+    before it was handed over; of a chunked body, every whole chunk: one the
+    connection was cut inside of is not).
     """
 
     def __init__(
@@ -94,11 +95,7 @@ class JobStream(Closing, Iterator[bytes]):
         failed, or still running) the usage, finish reason and timings read so
         far, with None for what the stream had not said yet (while it runs,
         usage is read a batch of reads at a time)."""
-        if self.result is not None:
-            return self.result
-        if self._response is None and self._unparsed:
-            self._parse()  # it stopped: nobody reads it any more
-        return self._snapshot()
+        return self.result or self._snapshot()
 
     def iter_text(self, include_reasoning: bool = False) -> Iterator[TextDelta]:
         """Each piece of the reply's text as soon as its event has arrived, a
@@ -231,6 +228,8 @@ class JobStream(Closing, Iterator[bytes]):
             callbacks, self._on_release = self._on_release, []
         if response is None:
             return
+        if self._unparsed:
+            self._parse()  # what it read, for partial_result: nobody reads it now
         self._ended_ms = self._watch.elapsed_ms()
         try:
             self._watch.finish()  # stops the deadline timer; forgets the socket
