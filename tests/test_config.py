@@ -299,6 +299,8 @@ def test_ollama_takes_no_key() -> None:
         'kind = "vllm"\nurl = "http://127.0.0.1:8000"',
         'kind = "vllm"\nurl = "http://127.0.0.1:8000/"',
         'kind = "vllm"\nurl = "HTTP://127.0.0.1:8000"',
+        'kind = "vllm"\nurl = "http://127.0.0.1:8000/v1"',  # the same backend id
+        'kind = "vllm"\nurl = "http://127.0.0.1:8000/v1/"',
         'kind = "openrouter"\napi_key_env = "OPENROUTER_API_KEY"',
         'kind = "openrouter"\napi_key_env = "OTHER"\n'
         'url = "https://OpenRouter.ai:443/api/v1/"',

@@ -81,7 +81,9 @@ def test_create_backend_reads_the_named_variable(
         create_backend("openrouter")
 
 
-@pytest.mark.parametrize("url", ["127.0.0.1:8000", "ftp://host", "http://", ""])
+@pytest.mark.parametrize(
+    "url", ["127.0.0.1:8000", "ftp://host", "http://", "", "http://127.0.0.1:99999"]
+)
 def test_a_bad_url_is_refused_at_construction(url: str) -> None:
     with pytest.raises(ValueError):
         VllmBackend(url or "http:///nohost")

@@ -46,6 +46,10 @@ def normalise_url(url: str) -> str:
         raise ValueError(f"not an http(s) URL: {url!r}")
     if parts.username or parts.password:
         raise ValueError("put credentials in api_key, not in the URL")
+    try:
+        parts.port  # noqa: B018 - parsed here: out of range or not a number
+    except ValueError:
+        raise ValueError(f"not a valid port in {url!r}") from None
     return url.rstrip("/")
 
 

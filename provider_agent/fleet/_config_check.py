@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
 from ..backend import BACKENDS
+from ..backend._checks import local_base
 from .config import (
     BACKEND_KEYS,
     DEFAULT_MAX_CONCURRENT,
@@ -290,7 +291,10 @@ class Checker:
         seen: Dict[Tuple[str, str, str], BackendConfig] = {}
         for entry in entries:
             cls = BACKENDS[entry.kind]
-            keys = [("url", _normalised_url(entry.url or cls.default_url))]
+            url = entry.url or cls.default_url
+            if cls.native:  # the URL the backend keeps: the same server
+                url = local_base(url.rstrip("/"))
+            keys = [("url", _normalised_url(url))]
             if not cls.native and entry.api_key_env:
                 # Two local servers may share a key; a remote key is one account.
                 keys.append(("api_key_env", entry.api_key_env))
