@@ -153,11 +153,33 @@ def test_a_stopper_ends_the_probes_it_covers(silent_url):
         assert len(results) == 2 and not results[1].reachable
 
 
-def test_a_job_is_never_cut_by_a_stopper(server, llama):
+def test_a_job_started_outside_a_stopper_is_not_cut_by_it(server, llama):
+    # A monitor's stopper (its probes) must never reach a job of the caller's.
+    release = fakes.held(server)
+    stopper = Stopper()
+    stream = llama.execute(a_job())
+    with under(stopper):
+        llama.health()
+    stopper.stop()
+    release.set()
+    assert b"".join(stream).endswith(b"[DONE]\n\n")
+
+
+def test_a_job_started_under_a_stopper_is_cut_by_it_at_any_stage(server, llama):
+    # A fleet runs a job's attempt under the job's own stopper: cancelling it
+    # reaches the attempt streaming, and one that has not started yet.
     release = fakes.held(server)
     stopper = Stopper()
     with under(stopper):
         stream = llama.execute(a_job())
-    stopper.stop()
+    next(stream)
+    threading.Timer(0.1, stopper.stop).start()
+    with pytest.raises(JobCancelledError):
+        list(stream)
+    posts = sum(1 for r in server.requests if r.method == "POST")
+    late = a_job()
+    with pytest.raises(JobCancelledError), under(stopper):
+        llama.execute(late)  # stopped before it began: never sent
+    assert not llama.cancel(late.job_id)  # and forgotten
     release.set()
-    assert b"".join(stream).endswith(b"[DONE]\n\n")
+    assert sum(1 for r in server.requests if r.method == "POST") == posts

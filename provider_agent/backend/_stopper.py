@@ -2,9 +2,10 @@
 
 A health monitor that is stopped (or an interpreter that exits) must not wait for a
 probe of a backend that accepted the connection and never answers. A thread that
-runs calls ``under(stopper)`` has the watch of each of its probes and listings
-registered there, and ``stop()`` cancels every one still running, and any
-registered afterwards. Jobs are never registered: only ``Backend._fetch`` looks.
+runs calls ``under(stopper)`` has the watch of each of its probes, listings and
+jobs registered there, and ``stop()`` cancels every one still running, and any
+registered afterwards. A fleet runs each job's attempts under a stopper of the
+job's own, so that cancelling it reaches the attempt at any stage.
 """
 
 from __future__ import annotations

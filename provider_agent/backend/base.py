@@ -272,16 +272,23 @@ class Backend(Closing):
         return True
 
     def _start(self, job: Job) -> Watch:
-        """The job's watch, findable by ``cancel()`` until the job's call ends."""
+        """The job's watch, findable by ``cancel()`` until the job's call ends,
+        and held by the calling thread's ``Stopper`` if it has one (a fleet's
+        job: stopping that cancels the job wherever it is, even before this)."""
+        stopper = current_stopper()
 
         def forget() -> None:
             with self._running_lock:
                 if self._running.get(job.job_id) is watch:
                     del self._running[job.job_id]
+            if stopper is not None:
+                stopper.discard(watch)
 
         watch = Watch(job.deadline_ms / 1000, on_finish=forget)
         with self._running_lock:
             self._running[job.job_id] = watch
+        if stopper is not None:
+            stopper.add(watch)  # cancelled at once if it was stopped already
         return watch
 
     def run(self, job: Job, sink: SinkLike) -> JobResult:

@@ -39,9 +39,10 @@ from ..backend import (
 )
 from ..backend._closing import Closing
 from ..backend._fork import renew_after_fork
+from ..backend._stopper import Stopper, under
 from ..backend.sink import SinkLike, sender
 from .capacity import ALL, CapacityStore, LocalCapacity, Slot
-from .config import Config, PricingConfig, load_config
+from .config import DEFAULT_MAX_CONCURRENT, Config, PricingConfig, load_config
 from .discovery import Discovery, build_discovery
 from .errors import FLEET, AllBackendsFailedError, OutOfCapacityError
 from .member import Member, members_from_config
@@ -51,12 +52,6 @@ from .routing import BackendView, choose, fails_over, marks_down
 __all__ = ["Fleet"]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MAX_CONCURRENT = 8
-#: How long ``cancel()`` waits, at most, for an attempt that has not yet
-#: registered its job with its backend (a few instructions' window, longer
-#: only when that thread is starved of the CPU).
-_CANCEL_SPIN_S = 5.0
 
 
 class _Run:
@@ -68,8 +63,7 @@ class _Run:
         self.slot = slot
         self.lock = threading.Lock()
         self.cancelled = False
-        self.backend: Optional[Backend] = None  # the attempt under way
-        self.attempting = False
+        self.stopper = Stopper()  # stopped by cancel(): reaches any attempt
         self.stream: Optional[weakref.ReferenceType[JobStream]] = None
 
 
@@ -152,8 +146,6 @@ class Fleet(Closing):
     def _after_fork(self) -> None:
         # None of the parent's jobs runs here, and no thread of its pool exists.
         self._init_threading()
-        if isinstance(self._capacity, LocalCapacity):
-            self._capacity.reset()
 
     # -- what the fleet knows ---------------------------------------------------
 
@@ -259,17 +251,10 @@ class Fleet(Closing):
             return False
         with run.lock:
             run.cancelled = True
-            backend = run.backend
             stream = run.stream() if run.stream is not None else None
+        run.stopper.stop()  # the attempt under way, or one about to start
         if stream is not None:
-            stream.cancel()
-        elif backend is not None:
-            # The attempt may not have registered the job with its backend yet.
-            give_up = time.monotonic() + _CANCEL_SPIN_S
-            while not backend.cancel(job_id) and run.attempting:
-                if time.monotonic() > give_up:
-                    break
-                time.sleep(0.001)
+            stream.cancel()  # and an idle stream lets go of its slot now
         return True
 
     def close(self, timeout: Optional[float] = 10.0) -> None:
@@ -380,15 +365,12 @@ class Fleet(Closing):
             member = self._members[backend_id]
             if not run.slot.take_backend(backend_id, member.max_concurrent):
                 continue  # filled up since routing
-            with run.lock:  # one look: a cancel now sees the attempt, or stops it
-                if run.cancelled:
-                    raise JobCancelledError(FLEET, "job cancelled")
-                run.backend, run.attempting = member.backend, True
+            if run.cancelled:
+                raise JobCancelledError(FLEET, "job cancelled")
             try:
-                stream = member.backend.execute(replace(job, deadline_ms=left_ms))
+                with under(run.stopper):
+                    stream = member.backend.execute(replace(job, deadline_ms=left_ms))
             except BackendError as exc:
-                with run.lock:
-                    run.backend, run.attempting = None, False
                 run.slot.leave_backend()
                 self._learn(member, job, exc)
                 if run.cancelled or not fails_over(exc):
@@ -400,7 +382,6 @@ class Fleet(Closing):
                 attempts.append(exc.with_traceback(None))
                 continue
             with run.lock:
-                run.backend, run.attempting = None, False
                 run.stream = weakref.ref(stream)
                 cancelled = run.cancelled
             stream.add_release_callback(functools.partial(self._finish, run))
