@@ -19,6 +19,8 @@ import os
 import threading
 from typing import Dict, Optional
 
+from ..backend._fork import renew_after_fork
+
 __all__ = ["ALL", "CapacityStore", "LocalCapacity", "Slot"]
 
 #: The key of the fleet-wide count.
@@ -50,6 +52,7 @@ class LocalCapacity(CapacityStore):
         # Re-entrant: a dropped stream gives its slot back from a finaliser,
         # which the garbage collector may run in a thread holding this lock.
         self._lock = threading.RLock()
+        renew_after_fork(self)
 
     def try_take(self, key: str, limit: Optional[int]) -> bool:
         with self._lock:
@@ -69,7 +72,7 @@ class LocalCapacity(CapacityStore):
     def count(self, key: str) -> int:
         return self._counts.get(key, 0)
 
-    def reset(self) -> None:
+    def _after_fork(self) -> None:
         """Forget every slot (a forked child runs none of its parent's jobs).
         Takes no lock: another thread of the parent may have held it at the
         fork, and it stays held in the child."""
@@ -89,15 +92,6 @@ class Slot:
         # A forked child starts with no slots: one inherited from the parent
         # is not the child's to give back.
         self._pid = os.getpid()
-
-    @property
-    def held(self) -> bool:
-        return self._held
-
-    @property
-    def backend(self) -> Optional[str]:
-        """The backend whose slot this job holds now, if any."""
-        return self._backend
 
     def take_fleet(self, limit: Optional[int]) -> bool:
         """Take the fleet-wide slot (once); whether the fleet had one free."""
