@@ -183,3 +183,18 @@ def test_a_job_started_under_a_stopper_is_cut_by_it_at_any_stage(server, llama):
     assert not llama.cancel(late.job_id)  # and forgotten
     release.set()
     assert sum(1 for r in server.requests if r.method == "POST") == posts
+
+
+def test_a_cancel_racing_a_read_ends_it_as_cancelled_every_time(server, llama):
+    release = fakes.held(server)
+    for i in range(300):
+        stream = llama.execute(a_job())
+        next(stream)
+        canceller = threading.Thread(target=stream.cancel)
+        canceller.start()
+        if i % 2:
+            time.sleep(0.0001)  # the read, sometimes, is under way first
+        with pytest.raises(JobCancelledError):
+            next(stream)
+        canceller.join()
+    release.set()

@@ -159,7 +159,12 @@ class JobStream(Closing, Iterator[bytes]):
                 self._release(reuse=False)
                 raise stopped
         with self._lock:
-            self._reading = True
+            # cancel() from another thread may have come since the checks
+            # above, and be letting go of the connection: never read it then.
+            idle = self._cancelled or self._response is None
+            self._reading = not idle
+        if idle:
+            return self.__next__()  # reports it, as for a stream stopped before
         try:
             chunk = self._transport.read_chunk(self._read, self._watch, self._relayed)
         except BaseException:
