@@ -22,6 +22,7 @@ from provider_agent.backend import (
     TransportError,
     UnreachableError,
     UnsupportedWireFormatError,
+    WireFormat,
 )
 from provider_agent.fleet import (
     CODES,
@@ -32,7 +33,10 @@ from provider_agent.fleet import (
     OutOfCapacityError,
     error_code,
 )
+from provider_agent.wsgi import MissingExtraError, gateway_error
+from provider_agent.wsgi.app import _Refused
 
+OPENAI = WireFormat.OPENAI
 B = "vllm:http://127.0.0.1:8000"
 
 #: One instance of every exception class the package defines, and its code.
@@ -83,6 +87,9 @@ EXAMPLES: Dict[Type[BaseException], List[tuple]] = {
         ),
     ],
     ConfigError: [(ConfigError("agent.toml", ["agent.toml: x: bad"]), "internal")],
+    MissingExtraError: [(MissingExtraError("no waitress"), "internal")],
+    # The gateway's own refusals never leave it (they become replies).
+    _Refused: [(_Refused(gateway_error(400, "bad", OPENAI, code="x")), "internal")],
 }
 
 

@@ -134,9 +134,18 @@ class StreamError(BackendError):
 
     Raised once every byte read before the failure has been handed over: for an
     in-band error event, or when the upstream closes before the stream's terminator.
-    ``bytes_relayed`` counts what the caller already has.
+    ``bytes_relayed`` counts what the caller already has; ``in_band`` is true when
+    the upstream's own error event is among those bytes (a relay need not add one).
     """
 
-    def __init__(self, backend: str, message: str, bytes_relayed: int = 0) -> None:
+    def __init__(
+        self,
+        backend: str,
+        message: str,
+        bytes_relayed: int = 0,
+        *,
+        in_band: bool = False,
+    ) -> None:
         self.bytes_relayed = bytes_relayed
+        self.in_band = in_band
         super().__init__(backend, message)

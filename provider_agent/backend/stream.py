@@ -216,7 +216,10 @@ class JobStream(Closing, Iterator[bytes]):
         """Why a stream that has ended did not succeed, or None."""
         if self._parser.error is not None:
             return StreamError(
-                self.backend_id, f"in-band error: {self._parser.error}", self._relayed
+                self.backend_id,
+                f"in-band error: {self._parser.error}",
+                self._relayed,
+                in_band=True,
             )
         if self._parser.terminated:
             return None

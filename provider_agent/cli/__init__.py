@@ -20,6 +20,7 @@ from .exec import exec_command
 from .health import health_command
 from .models import discover_command, models_command
 from .scan import scan_command
+from .serve import serve_command
 
 __all__ = ["main"]
 
@@ -68,5 +69,6 @@ for _command in (
     exec_command,
     discover_command,
     config_group,
+    serve_command,
 ):
     main.add_command(_command)
