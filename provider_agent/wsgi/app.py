@@ -225,6 +225,7 @@ class Gateway:
             "in_flight": fleet.in_flight,
             "max_concurrent": fleet.max_concurrent,
             "pid": os.getpid(),
+            "monitor_running": fleet.monitor.running,
             "backends": backends,
         }
         return _send_json(start_response, 200 if up else 503, document)
