@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from typing import Any, Optional
 
@@ -80,7 +79,7 @@ def serve_command(
 
     from ..fleet import Fleet
     from ..wsgi import Gateway, MissingExtraError, make_server
-    from ..wsgi.serve import threads_for
+    from ..wsgi.serve import run, threads_for
 
     levels = (logging.WARNING, logging.INFO, logging.DEBUG)
     _log_to_stderr(levels[min(verbose, 2)])
@@ -109,28 +108,16 @@ def serve_command(
     except OSError as exc:
         gateway.close()
         raise Failure(f"cannot bind {host}:{port}: {exc.strerror or exc}", 1) from None
-    # SIGTERM (a service manager's stop) ends the server as Ctrl-C does.
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        fleet.start()
+
+    def ready(url: str) -> None:
         up = sum(1 for status in fleet.snapshot().values() if status.up)
-        shown = f"[{host}]" if ":" in host else host
         note(
-            f"serving {len(fleet.backends)} backends ({up} up) on "
-            f"http://{shown}:{server.effective_port} with "
+            f"serving {len(fleet.backends)} backends ({up} up) on {url} with "
             f"{threads or threads_for(gateway)} threads, "
             f"{'a token required' if token else 'no token (loopback only)'}"
         )
-        server.run()
-    except SystemExit:
-        pass
-    finally:
-        server.close()
-        gateway.close()
 
-
-def _terminate(signum: int, frame: Any) -> None:
-    sys.exit(0)
+    run(server, gateway, ready=ready)
 
 
 def _log_to_stderr(level: int) -> None:

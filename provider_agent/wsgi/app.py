@@ -25,6 +25,7 @@ import os
 from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
 from ..backend import BackendError, Job, WireFormat
+from ..backend._secret import Secret
 from ..backend.data import DEFAULT_DEADLINE_MS
 from ..fleet import Config, Fleet
 from .relay import StreamBody
@@ -87,7 +88,7 @@ class Gateway:
         self.fleet = fleet
         self.max_body_bytes = max_body_bytes
         self.deadline_ms = deadline_ms
-        self._token = auth_token.encode() if auth_token is not None else None
+        self._token = Secret(auth_token) if auth_token is not None else None
         self._close_fleet = close_fleet
 
     @property
@@ -243,7 +244,8 @@ class Gateway:
             candidate = environ.get("HTTP_X_API_KEY", "")
         # Both sides as bytes: compare_digest of str refuses non-ASCII.
         if candidate and hmac.compare_digest(
-            candidate.encode("utf-8", "surrogateescape"), self._token
+            candidate.encode("utf-8", "surrogateescape"),
+            self._token.reveal().encode("utf-8", "surrogateescape"),
         ):
             return
         what = "a wrong token" if candidate else "no token"

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from typing import Any, Callable, Optional
+import signal
+import threading
+from typing import Any, Callable, Dict, Optional
 
 from .app import Gateway
 
@@ -19,6 +21,7 @@ __all__ = [
     "MissingExtraError",
     "is_loopback",
     "make_server",
+    "run",
     "serve",
     "threads_for",
 ]
@@ -81,9 +84,10 @@ def make_server(
         port=port,
         threads=count,
         ident="provider-agent",
-        # Bounds what waitress buffers before the gateway sees the request; the
-        # gateway answers bodies over its own limit (and up to this) with a 413.
-        max_request_body_size=2 * gateway.max_body_bytes,
+        # Bounds what waitress buffers before the gateway sees the request. The
+        # gateway answers a body over its own limit with a 413 in the client's
+        # format; one over this too gets waitress's own plain-text 413.
+        max_request_body_size=gateway.max_body_bytes + 1024 * 1024,
         connection_limit=max(100, 2 * count),
         clear_untrusted_proxy_headers=True,
     )
@@ -97,10 +101,23 @@ def serve(
     threads: Optional[int] = None,
     ready: Optional[Callable[[str], None]] = None,
 ) -> None:
-    """Serve ``gateway`` until interrupted; then close it (and the fleet, if the
-    gateway owns it). ``ready`` is called with the URL once the port is bound
-    and the fleet's first discovery is done."""
-    server = make_server(gateway, host, port, threads=threads)
+    """Serve ``gateway`` until interrupted (Ctrl-C, or SIGTERM in the main
+    thread); ``make_server`` and ``run`` in one call."""
+    run(make_server(gateway, host, port, threads=threads), gateway, ready=ready)
+
+
+def run(
+    server: Any, gateway: Gateway, *, ready: Optional[Callable[[str], None]] = None
+) -> None:
+    """Run ``server`` (from ``make_server``) until interrupted; then close it
+    and the gateway (and the fleet, if the gateway owns it).
+
+    The fleet's first discovery is done before ``ready`` is called with the
+    URL. In the main thread, Ctrl-C and SIGTERM first cancel the jobs still
+    streaming (their clients get an error event), so that the server's threads
+    end at once rather than after waitress's grace period.
+    """
+    restore = _stop_on_signals(gateway) if _in_main_thread() else {}
     try:
         gateway.fleet.start()
         bound = server.effective_host
@@ -109,7 +126,27 @@ def serve(
         log.info("serving %r on %s", gateway, url)
         if ready is not None:
             ready(url)
-        server.run()
+        server.run()  # returns on SystemExit and KeyboardInterrupt
     finally:
-        server.close()
+        for signum, handler in restore.items():
+            signal.signal(signum, handler)
         gateway.close()
+        server.close()
+        server.task_dispatcher.shutdown()
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _stop_on_signals(gateway: Gateway) -> Dict[int, Any]:
+    def stop(signum: int, frame: Any) -> None:
+        gateway.fleet.close(timeout=5.0)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(0)
+
+    previous: Dict[int, Any] = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.signal(signum, stop)
+    return previous
