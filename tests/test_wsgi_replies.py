@@ -134,8 +134,8 @@ def test_an_upstream_4xx_keeps_its_message(body: str, message: str) -> None:
         assert message in reply.body.decode()
 
 
-def test_anthropic_error_types_follow_the_status() -> None:
-    kinds = {
+ERROR_TYPES = {
+    ANTHROPIC: {
         400: "invalid_request_error",
         404: "not_found_error",
         413: "request_too_large",
@@ -143,23 +143,28 @@ def test_anthropic_error_types_follow_the_status() -> None:
         502: "api_error",
         503: "api_error",
         504: "timeout_error",
-    }
-    for status, kind in kinds.items():
-        reply = gateway_error(status, "x", ANTHROPIC, code="c")
-        assert json.loads(reply.body)["error"]["type"] == kind
-
-
-def test_openai_error_types_follow_the_status() -> None:
-    kinds = {
+    },
+    OPENAI: {
         400: "invalid_request_error",
         401: "authentication_error",
         404: "invalid_request_error",
         429: "rate_limit_error",
         502: "server_error",
-    }
-    for status, kind in kinds.items():
-        reply = gateway_error(status, "x", OPENAI, code="c")
-        assert json.loads(reply.body)["error"]["type"] == kind
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("wire_format", "status", "kind"),
+    [
+        (f, status, kind)
+        for f, kinds in ERROR_TYPES.items()
+        for status, kind in kinds.items()
+    ],
+)
+def test_error_types_follow_the_status(wire_format, status, kind) -> None:
+    body = json.loads(gateway_error(status, "x", wire_format, code="c").body)
+    assert body["error"]["type"] == kind
 
 
 def test_error_events_in_each_format() -> None:
