@@ -15,6 +15,12 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\]\(([^)#]+)(#[^)]*)?\)")
 PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
+SNIPPET = re.compile(r'^--8<-- "([^"]+)"$', re.MULTILINE)
+
+
+def expanded(text: str) -> str:
+    """``text`` with each included file in place, as mkdocs renders it."""
+    return SNIPPET.sub(lambda m: (ROOT / m.group(1)).read_text(), text)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
@@ -26,7 +32,7 @@ def test_relative_links_resolve(page: Path) -> None:
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_python_examples_parse(page: Path) -> None:
-    for block in PYTHON_BLOCK.findall(page.read_text()):
+    for block in PYTHON_BLOCK.findall(expanded(page.read_text())):
         ast.parse(block)
 
 
@@ -63,3 +69,19 @@ def test_the_documented_error_codes_are_the_real_ones() -> None:
     table = text.split("## Error codes", 1)[1].split("\n## ", 1)[0]
     documented = re.findall(r"^\| `(\w+)` \|", table, re.MULTILINE)
     assert documented == list(CODES)
+
+
+def test_the_web_apps_page_includes_both_examples() -> None:
+    text = (ROOT / "docs" / "web-apps.md").read_text()
+    included = SNIPPET.findall(text)
+    assert included == ["docs/examples/flask_app.py", "docs/examples/django_app.py"]
+    assert all((ROOT / path).is_file() for path in included)
+
+
+def test_the_documented_statuses_are_the_real_ones() -> None:
+    from provider_agent.wsgi import STATUS_BY_CODE
+
+    text = (ROOT / "docs" / "web-apps.md").read_text()
+    table = text.split("## Errors", 1)[1].split("\n\n| request", 1)[0]
+    documented = dict(re.findall(r"^\| `(\w+)` \| (\d+)", table, re.MULTILINE))
+    assert {code: int(status) for code, status in documented.items()} == STATUS_BY_CODE

@@ -14,13 +14,8 @@ from typing import Iterator, List
 from flask import Flask, Response, jsonify, request
 from werkzeug.serving import make_server
 
-from provider_agent.backend import (
-    Backend,
-    BackendError,
-    BadStatusError,
-    Job,
-    WireFormat,
-)
+from provider_agent.backend import Backend, BackendError, Job, WireFormat
+from provider_agent.wsgi import StreamBody, error_reply
 
 
 def create_app(backend: Backend) -> Flask:
@@ -33,24 +28,24 @@ def create_app(backend: Backend) -> Flask:
         job = Job.new(str(body.get("model", "")), body, wire_format)
         try:
             stream = backend.execute(job)
-        except BadStatusError as exc:
-            return Response(exc.body, exc.status, mimetype="application/json")
         except BackendError as exc:
-            return jsonify(error={"message": str(exc)}), 502
+            reply = error_reply(exc, wire_format)
+            return Response(reply.body, reply.status, reply.headers)
         except ValueError as exc:  # e.g. "stream": false, which a relay cannot serve
             return jsonify(error={"message": str(exc)}), 400
         copy = bytearray()
         relayed.append(copy)
+        body = StreamBody(stream)
 
         def chunks() -> Iterator[bytes]:
-            for chunk in stream:
+            for chunk in body:
                 copy.extend(chunk)
                 yield chunk
 
         response = Response(chunks(), mimetype="text/event-stream")
         # Also when the client leaves before the first chunk, and the generator
         # never starts: the upstream stream is closed, the engine stops.
-        response.call_on_close(stream.close)
+        response.call_on_close(body.close)
         return response
 
     app.add_url_rule(
