@@ -485,3 +485,29 @@ def test_a_body_closed_before_its_first_chunk_frees_the_slot(server, llama) -> N
         StreamBody(stream).close()  # what a WSGI server does on a hang-up
         assert fleet.in_flight == 0
         assert stream.result is None
+
+
+# -- make_app, for servers that take a factory --------------------------------------
+
+
+def test_make_app_builds_a_gateway_from_the_config_it_is_named(
+    server, tmp_path, monkeypatch
+) -> None:
+    from provider_agent.wsgi import make_app
+
+    fakes.llamacpp(server)
+    config = tmp_path / "agent.toml"
+    config.write_text(f'[[backends]]\nkind = "llamacpp"\nurl = "{server.url}"\n')
+    monkeypatch.setenv("PROVIDER_AGENT_CONFIG", str(config))
+    monkeypatch.setenv("GW_TOKEN", TOKEN)
+    gateway = make_app(auth_token_env="GW_TOKEN", deadline_ms=1234)
+    try:
+        assert gateway.requires_auth and gateway.deadline_ms == 1234
+        assert [b.url for b in gateway.fleet.backends] == [server.url]
+    finally:
+        gateway.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        gateway.fleet.start()  # the gateway owned its fleet
+    monkeypatch.setenv("GW_TOKEN", "")
+    with pytest.raises(ValueError, match="GW_TOKEN"):
+        make_app(config, auth_token_env="GW_TOKEN")
