@@ -45,9 +45,20 @@ def _command(server: str, app: str, port: int, options: List[str]) -> List[objec
         return [sys.executable, "-m", "waitress", *listen, *options, app]
     if server == "gunicorn":
         bind = ["--bind", f"127.0.0.1:{port}", "-k", "gthread", "--threads", THREADS]
-        logs = ["--access-logfile", "-"]
-        return [sys.executable, "-m", "gunicorn", *bind, *logs, *options, app]
+        bind += ["--access-logfile", "-", *_no_control_socket()]
+        return [sys.executable, "-m", "gunicorn", *bind, *options, app]
     raise ValueError(f"no server {server!r}")
+
+
+def _no_control_socket() -> List[str]:
+    """The option that turns off gunicorn's control socket, in the versions that
+    have one: it is served by a thread of the master, at one path per user
+    ($HOME/.gunicorn/gunicorn.ctl) that servers running at once would share."""
+    import gunicorn.config
+
+    if hasattr(gunicorn.config, "ControlSocketDisable"):
+        return ["--no-control-socket"]
+    return []
 
 
 class WsgiServer(Engine):
