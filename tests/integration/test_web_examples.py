@@ -5,9 +5,12 @@ and an engine lost mid-stream is an error the SDKs raise."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
+import urllib.error
+import urllib.request
 from typing import Any, Callable, Dict, List
 
 import pytest
@@ -161,6 +164,45 @@ def test_the_anthropic_sdk_reads_what_the_engine_sent(
     assert events[-1].type == "message_stop"
 
 
+def test_errors_before_the_first_byte_are_statuses_the_sdks_raise(
+    framework: str, server: str, llama: Engine, tmp_path: Any
+) -> None:
+    import anthropic
+    import openai
+
+    with served(framework, server, write_config(tmp_path, llama.url)) as site:
+        with openai.OpenAI(
+            base_url=site.url + "/v1", api_key="unused", max_retries=0
+        ) as client:
+            with pytest.raises(openai.NotFoundError) as not_found:
+                client.chat.completions.create(
+                    model="no-such-model",
+                    messages=PROMPT,  # type: ignore[arg-type]
+                    stream=True,
+                )
+        with anthropic.Anthropic(
+            base_url=site.url, api_key="unused", max_retries=0
+        ) as client:
+            with pytest.raises(anthropic.NotFoundError) as not_found_here:
+                client.messages.create(
+                    model="no-such-model",
+                    messages=PROMPT,  # type: ignore[arg-type]
+                    max_tokens=4,
+                    stream=True,
+                )
+        refused = urllib.request.Request(
+            site.url + "/v1/chat/completions", data=b"[1]", method="POST"
+        )
+        with pytest.raises(urllib.error.HTTPError) as not_an_object:
+            urllib.request.urlopen(refused, timeout=30)
+        with not_an_object.value as reply:
+            assert reply.status == 400
+            assert reply.headers["X-Provider-Agent-Error"] == "invalid_request"
+            assert json.load(reply)["error"]["code"] == "invalid_request"
+    assert not_found.value.body["code"] == "model_not_loaded"  # type: ignore[index]
+    assert "no-such-model" in not_found_here.value.message
+
+
 def test_a_client_hanging_up_frees_the_engine_slot(
     framework: str, server: str, llama: Engine, tmp_path: Any
 ) -> None:
@@ -295,12 +337,15 @@ def test_an_engine_lost_mid_stream_is_an_anthropic_sdk_error(
     with served(framework, server, write_config(tmp_path, llama_spare.url)) as site:
         client = anthropic.Anthropic(base_url=site.url, api_key="unused", max_retries=0)
         with client:
+            # llama-server's Messages route ignores ignore_eos, and sampling
+            # from the random model ends the turn within a few hundred tokens;
+            # greedy decoding of this prompt by this model runs for thousands.
             stream = client.messages.create(
                 model=model_of(site.url),
                 messages=PROMPT,  # type: ignore[arg-type]
                 max_tokens=LONG,
                 stream=True,
-                extra_body={"ignore_eos": True},
+                extra_body={"temperature": 0},
             )
             events = iter(stream)
             for _ in range(3):
