@@ -11,11 +11,13 @@ import signal
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Callable, Dict, List
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 
 from ..polling import eventually
+from .conftest import llama_engine
 from .engines import Engine
 from .helpers import anthropic_text, get_json, openai_text
 from .tap import Tap, bodies
@@ -35,6 +37,21 @@ pytestmark = pytest.mark.integration
 PROMPT = [{"role": "user", "content": "hello world"}]
 #: Seconds of generation at the tiny model's ~2,000 tokens/s (context shift on).
 LONG = 20_000
+
+
+@pytest.fixture(scope="module")
+def llama_web(llama_server_binary: Path, tiny_gguf: Path) -> Iterator[Engine]:
+    """This module's llama-server, on one thread. A server notices a client
+    that hung up only when it next writes, at the engine's next token; on two
+    threads, with another engine busy on this 2-core machine, llama.cpp's
+    threads wait for each other at every step and tokens stall for up to 2 s
+    (measured), where one thread keeps them below about 0.1 s."""
+    engine = llama_engine(
+        llama_server_binary, tiny_gguf, "--threads", 1, name="llama-web"
+    ).start()
+    yield engine
+    engine.stop()
+    assert engine.stopped_clean, f"{engine.name} left processes or files behind"
 
 
 @pytest.fixture(params=["flask", "django"])
@@ -97,16 +114,16 @@ def first_times(
             if name not in seen and check():
                 seen[name] = time.monotonic() - since
         assert time.monotonic() < deadline, f"only {sorted(seen)} within {within} s"
-        time.sleep(0.005)
+        time.sleep(0.01)
     return seen
 
 
 def test_the_openai_sdk_reads_what_the_engine_sent(
-    framework: str, server: str, llama: Engine, tmp_path: Any
+    framework: str, server: str, llama_web: Engine, tmp_path: Any
 ) -> None:
     import openai
 
-    tap = Tap(llama.port)
+    tap = Tap(llama_web.port)
     try:
         with served(framework, server, write_config(tmp_path, tap.url)) as site:
             client = openai.OpenAI(
@@ -131,11 +148,11 @@ def test_the_openai_sdk_reads_what_the_engine_sent(
 
 
 def test_the_anthropic_sdk_reads_what_the_engine_sent(
-    framework: str, server: str, llama: Engine, tmp_path: Any
+    framework: str, server: str, llama_web: Engine, tmp_path: Any
 ) -> None:
     import anthropic
 
-    tap = Tap(llama.port)
+    tap = Tap(llama_web.port)
     try:
         with served(framework, server, write_config(tmp_path, tap.url)) as site:
             client = anthropic.Anthropic(
@@ -165,12 +182,12 @@ def test_the_anthropic_sdk_reads_what_the_engine_sent(
 
 
 def test_errors_before_the_first_byte_are_statuses_the_sdks_raise(
-    framework: str, server: str, llama: Engine, tmp_path: Any
+    framework: str, server: str, llama_web: Engine, tmp_path: Any
 ) -> None:
     import anthropic
     import openai
 
-    with served(framework, server, write_config(tmp_path, llama.url)) as site:
+    with served(framework, server, write_config(tmp_path, llama_web.url)) as site:
         with openai.OpenAI(
             base_url=site.url + "/v1", api_key="unused", max_retries=0
         ) as client:
@@ -204,21 +221,21 @@ def test_errors_before_the_first_byte_are_statuses_the_sdks_raise(
 
 
 def test_a_client_hanging_up_frees_the_engine_slot(
-    framework: str, server: str, llama: Engine, tmp_path: Any
+    framework: str, server: str, llama_web: Engine, tmp_path: Any
 ) -> None:
-    wait_idle(llama)
-    with served(framework, server, write_config(tmp_path, llama.url)) as site:
+    wait_idle(llama_web)
+    with served(framework, server, write_config(tmp_path, llama_web.url)) as site:
         client = RawStream(
             site.port, "/v1/chat/completions", long_request(model_of(site.url))
         )
         client.read_events(3)
-        assert busy_slots(llama.url), "the job should be generating"
+        assert busy_slots(llama_web.url), "the job should be generating"
         assert get(site.url + "/fleet/health")["in_flight"] == 1
         hung_up = time.monotonic()
         client.close()
         took = first_times(
             {
-                "slot idle": lambda: not busy_slots(llama.url),
+                "slot idle": lambda: not busy_slots(llama_web.url),
                 "in_flight 0": lambda: (
                     get(site.url + "/fleet/health")["in_flight"] == 0
                 ),
@@ -239,14 +256,14 @@ def test_a_client_hanging_up_frees_the_engine_slot(
 
 @pytest.mark.parametrize("server", ["gunicorn"])
 def test_preloaded_gunicorn_workers_each_run_their_own_fleet(
-    framework: str, server: str, llama: Engine, tmp_path: Any
+    framework: str, server: str, llama_web: Engine, tmp_path: Any
 ) -> None:
-    wait_idle(llama)
+    wait_idle(llama_web)
     # One thread and one connection per worker: a busy worker accepts nothing,
     # so the next request must go to the other.
     options = ["--preload", "--workers", "2", "--threads", "1"]
     options += ["--worker-connections", "1"]
-    config = write_config(tmp_path, llama.url)
+    config = write_config(tmp_path, llama_web.url)
     with served(framework, server, config, *options) as site:
         assert site.process is not None
         master = site.process.pid
@@ -263,8 +280,8 @@ def test_preloaded_gunicorn_workers_each_run_their_own_fleet(
         second.read_events(3)
         # Two jobs generating at once, from workers of one thread each: each
         # worker serves one.
-        assert len(busy_slots(llama.url)) == 2
-        held = connections_to(llama.port, [master, *workers])
+        assert len(busy_slots(llama_web.url)) == 2
+        held = connections_to(llama_web.port, [master, *workers])
         assert not held[master], held
         assert all(held[w] for w in workers), held
         assert not held[workers[0]] & held[workers[1]], held
