@@ -54,6 +54,7 @@ class Engine:
         env: Optional[Mapping[str, str]] = None,
         health_path: str = "/health",
         ready_within: float = 60.0,
+        cwd: Optional[Path] = None,
     ) -> None:
         self.name = name
         self.port = port
@@ -61,6 +62,7 @@ class Engine:
         self.command = [str(part) for part in command]
         self.health_path = health_path
         self.ready_within = ready_within
+        self.cwd = cwd
         self.tmp = Path(tempfile.mkdtemp(prefix=f"provider-agent-{name}-"))
         self.log_path = self.tmp / "engine.log"
         self.env: Dict[str, str] = dict(os.environ)
@@ -94,6 +96,7 @@ class Engine:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self.env,
+                cwd=self.cwd,
                 start_new_session=True,  # its own group: children stop with it
             )
         return self
