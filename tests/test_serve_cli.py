@@ -1,0 +1,176 @@
+"""``provider-agent serve``: what it refuses before binding, and a real serve process
+over a scripted llama-server that answers ``/health`` and stops on SIGTERM."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from . import fakes
+from .cli import run
+from .gateway import ServeProcess, package_env, write_config
+from .server import ScriptedServer
+
+#: ``provider-agent`` with ``Fleet.close`` reporting on stdout that it ran.
+TRACED_MAIN = textwrap.dedent(
+    """
+    import sys
+    from provider_agent.fleet import Fleet
+
+    close = Fleet.close
+
+    def traced(self, *args, **kwargs):
+        close(self, *args, **kwargs)
+        print("fleet closed; monitor running:", self.monitor.running, flush=True)
+
+    Fleet.close = traced
+    from provider_agent.cli import main
+
+    main(sys.argv[1:], prog_name="provider-agent")
+    """
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_config_around(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PROVIDER_AGENT_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def config(tmp_path: Path, server: ScriptedServer) -> Path:
+    """An agent.toml of one scripted llama-server."""
+    fakes.llamacpp(server)
+    return write_config(tmp_path / "agent.toml", [server.url])
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        yield int(sock.getsockname()[1])
+
+
+def test_help_lists_the_options() -> None:
+    result = run("serve", "--help")
+    assert result.exit_code == 0, result.output
+    for option in (
+        "-c, --config FILE",
+        "--host",
+        "--port",
+        "--auth-token-env NAME",
+        "--threads",
+        "--max-body-bytes",
+        "--deadline",
+        "-v, --verbose",
+    ):
+        assert option in result.output, option
+    words = " ".join(result.output.split())  # as the help wraps it
+    assert "Needs waitress: pip install 'provider-agent[serve]'" in words
+    assert "Stops on Ctrl-C or SIGTERM" in words
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.1", ""])
+def test_a_host_other_than_loopback_needs_a_token(config: Path, host: str) -> None:
+    result = run("serve", "-c", str(config), "--host", host, "--port", "0")
+    assert result.exit_code == 2, result.output
+    assert f"refusing to serve on {host} without a token" in result.stderr
+    assert "--auth-token-env" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("value", [None, "", "   "])
+def test_an_unset_or_empty_token_variable_is_refused(
+    config: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    if value is None:
+        monkeypatch.delenv("GATEWAY_TOKEN", raising=False)
+    else:
+        monkeypatch.setenv("GATEWAY_TOKEN", value)
+    result = run(
+        "serve", "-c", str(config), "--port", "0", "--auth-token-env", "GATEWAY_TOKEN"
+    )
+    assert result.exit_code == 2, result.output
+    assert "--auth-token-env: $GATEWAY_TOKEN is unset or empty" in result.stderr
+
+
+def test_a_taken_port_is_a_clear_failure(config: Path, taken_port: int) -> None:
+    # In a process of its own: waitress leaks the socket it could not bind.
+    done = subprocess.run(
+        [sys.executable, "-m", "provider_agent", "serve", "-c", str(config)]
+        + ["--port", str(taken_port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=str(config.parent),
+        env=package_env(),
+    )
+    assert done.returncode == 1, done.stderr
+    message = f"cannot bind 127.0.0.1:{taken_port}: Address already in use"
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_no_config_is_a_clear_failure() -> None:
+    result = run("serve", "--port", "0")
+    assert result.exit_code == 1, result.output
+    assert "no backends" in result.stderr
+
+
+def test_without_waitress_it_says_what_to_install(config: Path) -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["waitress"] = None  # an import of it raises ImportError
+        from provider_agent.cli import main
+        main(sys.argv[1:], prog_name="provider-agent")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, "serve", "-c", str(config), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=str(config.parent),
+        env=package_env(),
+    )
+    assert done.returncode == 1, done.stderr
+    assert "serving needs waitress: pip install 'provider-agent[serve]'" in (
+        done.stderr
+    )
+    assert "Traceback" not in done.stderr
+
+
+def traced_serve(config: Path, *args: str) -> ServeProcess:
+    return ServeProcess(
+        config, *args, command=[sys.executable, "-c", TRACED_MAIN]
+    ).wait_ready()
+
+
+def test_serves_health_and_exits_0_on_sigterm(
+    config: Path, server: ScriptedServer
+) -> None:
+    gateway = traced_serve(config)
+    try:
+        health = gateway.health()
+        assert health["status"] == "ok" and health["backends_up"] == 1
+        assert health["pid"] == gateway.pid
+        assert health["monitor_running"] is True
+        assert list(health["backends"]) == [f"llamacpp:{server.url}"]
+    finally:
+        code = gateway.stop()
+    assert code == 0, gateway.stderr()
+    assert not gateway.left_behind
+    assert gateway.stdout() == "fleet closed; monitor running: False\n"
+    err = gateway.stderr()
+    assert f"serving 1 backends (1 up) on {gateway.url} with 12 threads" in err
+    assert "no token (loopback only)" in err
+    assert "Traceback" not in err
