@@ -3,6 +3,7 @@ over a scripted llama-server that answers ``/health`` and stops on SIGTERM."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
 import sys
@@ -123,6 +124,16 @@ def test_no_config_is_a_clear_failure() -> None:
     result = run("serve", "--port", "0")
     assert result.exit_code == 1, result.output
     assert "no backends" in result.stderr
+
+
+def test_a_refusal_leaves_the_logger_as_it_was(config: Path) -> None:
+    # In-process callers (tests, a wrapper script) run serve more than once.
+    logger = logging.getLogger("provider_agent")
+    handlers, level = list(logger.handlers), logger.level
+    for _ in range(2):
+        assert run("serve", "-c", str(config), "--host", "0.0.0.0").exit_code == 2
+    assert logger.handlers == handlers
+    assert logger.level == level
 
 
 def test_without_waitress_it_says_what_to_install(config: Path) -> None:

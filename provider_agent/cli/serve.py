@@ -134,7 +134,8 @@ def _terminate(signum: int, frame: Any) -> None:
 
 
 def _log_to_stderr(level: int) -> None:
-    """Warnings (a job that failed mid-stream) always; -v adds hang-ups."""
+    """Warnings (a job that failed mid-stream) always; -v adds hang-ups. Undone
+    when the command ends, for a caller that runs it in-process."""
     import logging
 
     handler = logging.StreamHandler(sys.stderr)
@@ -142,5 +143,12 @@ def _log_to_stderr(level: int) -> None:
         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     logger = logging.getLogger("provider_agent")
+    previous = logger.level
     logger.addHandler(handler)
     logger.setLevel(level)
+
+    def restore() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+    click.get_current_context().call_on_close(restore)
