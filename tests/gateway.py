@@ -125,17 +125,17 @@ class ServeProcess:
         assert status in (200, 503), (status, document)
         return dict(document)
 
-    def stop(self, within: float = 15.0) -> int:
-        """SIGTERM, and its exit status (SIGKILL and fail after ``within`` s)."""
+    def stop(self, within: float = 15.0, sig: int = signal.SIGTERM) -> int:
+        """``sig``, and its exit status (SIGKILL and fail after ``within`` s)."""
         if self.returncode is not None:
             return self.returncode
-        self.process.send_signal(signal.SIGTERM)
+        self.process.send_signal(sig)
         try:
             self.returncode = self.process.wait(timeout=within)
         except subprocess.TimeoutExpired:
             self.kill()
             raise AssertionError(
-                f"serve did not exit within {within} s of SIGTERM:\n{self.stderr()}"
+                f"serve did not exit within {within} s of {sig!r}:\n{self.stderr()}"
             ) from None
         return self.returncode
 

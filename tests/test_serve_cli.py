@@ -3,19 +3,24 @@ over a scripted llama-server that answers ``/health`` and stops on SIGTERM."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import logging
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, List
 
 import pytest
 
 from . import fakes
 from .cli import run
 from .gateway import ServeProcess, package_env, write_config
+from .polling import eventually
 from .server import ScriptedServer
 
 #: ``provider-agent`` with ``Fleet.close`` reporting on stdout that it ran.
@@ -185,3 +190,60 @@ def test_serves_health_and_exits_0_on_sigterm(
     assert f"serving 1 backends (1 up) on {gateway.url} with 12 threads" in err
     assert "no token (loopback only)" in err
     assert "Traceback" not in err
+
+
+def stream_in_thread(url: str, lines: List[bytes]) -> threading.Thread:
+    """POST a streamed chat request; each line of the reply goes to ``lines``."""
+
+    def work() -> None:
+        host, port = url.rsplit("/", 1)[1].split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        body = json.dumps({"model": "tiny", "stream": True, "messages": []})
+        try:
+            connection.request("POST", "/v1/chat/completions", body)
+            reply = connection.getresponse()
+            lines.append(b"%d" % reply.status)
+            for line in reply:
+                lines.append(line)
+        except (OSError, http.client.HTTPException) as exc:
+            lines.append(repr(exc).encode())
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize(
+    ("sig", "exit_code"),
+    [(signal.SIGTERM, 0), (signal.SIGINT, 130)],
+    ids=["SIGTERM", "SIGINT"],
+)
+def test_a_stop_signal_cancels_a_streaming_job_at_once(
+    config: Path, server: ScriptedServer, sig: int, exit_code: int
+) -> None:
+    # waitress, stopping, waits up to 5 s for its threads: the job that keeps one
+    # streaming must be cancelled first, not after that wait. Ctrl-C exits 130,
+    # as in every command.
+    release = fakes.held(server)
+    gateway = traced_serve(config)
+    lines: List[bytes] = []
+    try:
+        client = stream_in_thread(gateway.url, lines)
+        assert eventually(lambda: len(lines) >= 2, 10), lines  # status, first event
+        assert gateway.health()["in_flight"] == 1
+        code = gateway.stop(sig=sig)
+        client.join(10)
+    finally:
+        release.set()
+        gateway.kill()
+    assert code == exit_code, gateway.stderr()
+    assert not client.is_alive()
+    err = gateway.stderr()
+    assert "still running" not in err and "Traceback" not in err, err
+    assert gateway.stdout() == "fleet closed; monitor running: False\n"
+    assert lines[0] == b"200"
+    # The client learns why its stream ended, in its own format.
+    errors = [json.loads(line[6:]) for line in lines if line.startswith(b'data: {"e')]
+    assert [e["error"]["code"] for e in errors] == ["cancelled"], lines

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from typing import Any, Optional
 
 import click
@@ -109,8 +110,8 @@ def serve_command(
     except OSError as exc:
         gateway.close()
         raise Failure(f"cannot bind {host}:{port}: {exc.strerror or exc}", 1) from None
-    # SIGTERM (a service manager's stop) ends the server as Ctrl-C does.
-    signal.signal(signal.SIGTERM, _terminate)
+    stop = _Stop(gateway)
+    previous = {sig: signal.signal(sig, stop) for sig in _STOP_SIGNALS}
     try:
         fleet.start()
         up = sum(1 for status in fleet.snapshot().values() if status.up)
@@ -125,12 +126,47 @@ def serve_command(
     except SystemExit:
         pass
     finally:
+        stop.close_gateway()
         server.close()
-        gateway.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stop.signum == signal.SIGINT:
+        click.get_current_context().exit(130)
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    sys.exit(0)
+#: SIGTERM (a service manager's stop) and Ctrl-C.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class _Stop:
+    """The handler of the stop signals: cancel every job, and end the server.
+
+    waitress's ``run()`` catches the ``SystemExit`` raised here and then waits
+    up to 5 s for its threads, which stream jobs until those are cancelled: so
+    the cancelling starts first, on a thread of its own (a signal handler must
+    not wait on the fleet's locks), and the threads end at once.
+    """
+
+    def __init__(self, gateway: Any) -> None:
+        self._gateway = gateway
+        self._closer: Optional[threading.Thread] = None
+        self.signum: Optional[int] = None
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self._closer is None:
+            self.signum = signum
+            self._closer = threading.Thread(
+                target=self._gateway.close, name="provider-agent-stop", daemon=True
+            )
+            self._closer.start()
+        sys.exit(0)
+
+    def close_gateway(self) -> None:
+        """Close the gateway, or wait until the signal's closing of it ends."""
+        if self._closer is not None:
+            self._closer.join()
+        else:
+            self._gateway.close()
 
 
 def _log_to_stderr(level: int) -> None:
