@@ -551,6 +551,23 @@ def test_a_client_hanging_up_mid_stream_frees_the_engine_slot(
     assert eventually(lambda: gateway.health()["in_flight"] == 0, 5)
 
 
+def test_sigterm_cancels_a_streaming_job_upstream(tiny: Engine, serve: Serve) -> None:
+    gateway = serve([tiny.url])
+    with openai_client(gateway) as client:
+        stream = iter(openai_stream(client, max_tokens=LONG))
+        next(stream)
+        assert busy_slots(tiny.url), "the job should be generating"
+        assert gateway.stop() == 0
+        # The SDK raises on the error event that ends the stream.
+        with pytest.raises(openai.APIError) as caught:
+            for _ in stream:
+                pass
+    assert "job cancelled" in caught.value.message
+    assert eventually(lambda: not busy_slots(tiny.url), 1.5), busy_slots(tiny.url)
+    err = gateway.stderr()
+    assert "still running" not in err and "Traceback" not in err, err
+
+
 # -- bodies refused before any backend -----------------------------------------------
 
 
