@@ -247,3 +247,50 @@ def test_a_stop_signal_cancels_a_streaming_job_at_once(
     # The client learns why its stream ended, in its own format.
     errors = [json.loads(line[6:]) for line in lines if line.startswith(b'data: {"e')]
     assert [e["error"]["code"] for e in errors] == ["cancelled"], lines
+
+
+#: ``provider-agent`` on a machine whose localhost is 127.0.0.1 and ::1 both.
+TWO_LOCALHOSTS_MAIN = textwrap.dedent(
+    """
+    import socket
+    import sys
+
+    resolve = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host == "localhost":
+            found = resolve("127.0.0.1", port, *args, **kwargs)
+            return found + resolve("::1", port, *args, **kwargs)
+        return resolve(host, port, *args, **kwargs)
+
+    socket.getaddrinfo = getaddrinfo
+    from provider_agent.cli import main
+
+    main(sys.argv[1:], prog_name="provider-agent")
+    """
+)
+
+
+def test_a_host_of_two_addresses_is_served_on_both(config: Path) -> None:
+    # waitress binds one socket per address a name resolves to.
+    gateway = ServeProcess(
+        config,
+        "--host",
+        "localhost",
+        command=[sys.executable, "-c", TWO_LOCALHOSTS_MAIN],
+    )
+    try:
+        gateway.wait_ready()
+        v6 = http.client.HTTPConnection("::1", gateway.port, timeout=10)
+        try:
+            v6.request("GET", "/health")
+            assert v6.getresponse().status == 200
+        finally:
+            v6.close()
+    finally:
+        code = gateway.stop()
+    assert code == 0, gateway.stderr()
+    port = gateway.port
+    assert f"on http://127.0.0.1:{port} and http://[::1]:{port} with" in (
+        gateway.stderr()
+    )

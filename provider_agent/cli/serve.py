@@ -81,7 +81,7 @@ def serve_command(
 
     from ..fleet import Fleet
     from ..wsgi import Gateway, MissingExtraError, make_server
-    from ..wsgi.serve import threads_for
+    from ..wsgi.serve import server_urls, threads_for
 
     levels = (logging.WARNING, logging.INFO, logging.DEBUG)
     _log_to_stderr(levels[min(verbose, 2)])
@@ -115,10 +115,9 @@ def serve_command(
     try:
         fleet.start()
         up = sum(1 for status in fleet.snapshot().values() if status.up)
-        shown = f"[{host}]" if ":" in host else host
         note(
             f"serving {len(fleet.backends)} backends ({up} up) on "
-            f"http://{shown}:{server.effective_port} with "
+            f"{' and '.join(server_urls(server))} with "
             f"{threads or threads_for(gateway)} threads, "
             f"{'a token required' if token else 'no token (loopback only)'}"
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 from .app import Gateway
 
@@ -20,6 +20,7 @@ __all__ = [
     "is_loopback",
     "make_server",
     "serve",
+    "server_urls",
     "threads_for",
 ]
 
@@ -56,7 +57,7 @@ def make_server(
     threads: Optional[int] = None,
 ) -> Any:
     """A waitress server for ``gateway``, bound but not yet running (``.run()``;
-    ``.effective_port`` is the port, when ``port`` was 0).
+    ``server_urls(server)`` says where, when ``port`` was 0).
 
     Raises ``ValueError`` for a host other than loopback when the gateway has no
     token: a gateway holding API keys must not be open to whoever reaches it;
@@ -89,6 +90,20 @@ def make_server(
     )
 
 
+def server_urls(server: Any) -> List[str]:
+    """The URL of each socket a ``make_server`` server listens on: waitress binds
+    one per address the host resolves to (localhost: 127.0.0.1 and ::1 on many
+    systems), and with port 0 each has a port of its own."""
+    listening = getattr(server, "effective_listen", None)  # two sockets or more
+    if listening is None:
+        listening = [(server.effective_host, server.effective_port)]
+    urls = []
+    for host, port in listening:
+        shown = f"[{host}]" if ":" in str(host) else host
+        urls.append(f"http://{shown}:{port}")
+    return urls
+
+
 def serve(
     gateway: Gateway,
     host: str = "127.0.0.1",
@@ -98,17 +113,15 @@ def serve(
     ready: Optional[Callable[[str], None]] = None,
 ) -> None:
     """Serve ``gateway`` until interrupted; then close it (and the fleet, if the
-    gateway owns it). ``ready`` is called with the URL once the port is bound
-    and the fleet's first discovery is done."""
+    gateway owns it). ``ready`` is called with the (first) URL once the port is
+    bound and the fleet's first discovery is done."""
     server = make_server(gateway, host, port, threads=threads)
     try:
         gateway.fleet.start()
-        bound = server.effective_host
-        shown = f"[{bound}]" if ":" in str(bound) else bound
-        url = f"http://{shown}:{server.effective_port}"
-        log.info("serving %r on %s", gateway, url)
+        urls = server_urls(server)
+        log.info("serving %r on %s", gateway, " and ".join(urls))
         if ready is not None:
-            ready(url)
+            ready(urls[0])
         server.run()
     finally:
         server.close()
