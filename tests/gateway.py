@@ -108,10 +108,19 @@ class ServeProcess:
                 raise AssertionError(f"serve did not answer within {within} s")
             time.sleep(0.05)
 
-    def get(self, path: str, timeout: float = 10.0) -> Tuple[int, Any]:
-        """GET ``path`` with the token (if any): (status, decoded JSON)."""
+    def get(
+        self,
+        path: str,
+        timeout: float = 10.0,
+        headers: Optional[Mapping[str, str]] = None,
+    ) -> Tuple[int, Any]:
+        """GET ``path`` with ``headers``, else the token as a Bearer token (if
+        any): (status, decoded JSON)."""
         request = urllib.request.Request(self.url + path)
-        if self.token:
+        if headers is not None:
+            for name, value in headers.items():
+                request.add_header(name, value)
+        elif self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
             with urllib.request.urlopen(request, timeout=timeout) as reply:

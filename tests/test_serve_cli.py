@@ -294,3 +294,25 @@ def test_a_host_of_two_addresses_is_served_on_both(config: Path) -> None:
     assert f"on http://127.0.0.1:{port} and http://[::1]:{port} with" in (
         gateway.stderr()
     )
+
+
+def test_a_token_read_with_its_newline_still_matches(config: Path) -> None:
+    # A variable filled from a file (a Kubernetes secret made with echo) ends
+    # with a newline that no HTTP header can carry.
+    token = "gw-token-of-a-file"
+    gateway = ServeProcess(
+        config,
+        "--auth-token-env",
+        "GATEWAY_TOKEN",
+        env={"GATEWAY_TOKEN": token + "\n"},
+        token=token,
+    )
+    try:
+        assert gateway.wait_ready().health()["status"] == "ok"
+        status, _ = gateway.get("/v1/models", headers={"x-api-key": token})
+        assert status == 200
+        gateway.token = "gw-token-of-another"
+        assert gateway.get("/health")[0] == 401
+    finally:
+        code = gateway.stop()
+    assert code == 0, gateway.stderr()

@@ -87,7 +87,9 @@ class Gateway:
         self.fleet = fleet
         self.max_body_bytes = max_body_bytes
         self.deadline_ms = deadline_ms
-        self._token = auth_token.encode() if auth_token is not None else None
+        # Stripped as a header's value is: a token read from a file may end
+        # with a newline, which no request could carry.
+        self._token = auth_token.strip().encode() if auth_token is not None else None
         self._close_fleet = close_fleet
 
     @property
@@ -240,7 +242,7 @@ class Gateway:
         if scheme.lower() == "bearer" and token:
             candidate = token.strip()
         else:
-            candidate = environ.get("HTTP_X_API_KEY", "")
+            candidate = environ.get("HTTP_X_API_KEY", "").strip()
         # Both sides as bytes: compare_digest of str refuses non-ASCII.
         if candidate and hmac.compare_digest(
             candidate.encode("utf-8", "surrogateescape"), self._token
