@@ -547,7 +547,10 @@ def test_a_client_hanging_up_mid_stream_frees_the_engine_slot(
         assert gateway.health()["in_flight"] == 1
     finally:
         sock.close()
-    assert eventually(lambda: not busy_slots(tiny.url), 1.0), busy_slots(tiny.url)
+    # waitress sees the hang-up at the gateway's next write, which the next
+    # token brings: tens of ms when the machine is quiet; on this busy 2-core
+    # machine the engine's tokens paused for up to 0.3 s, and one stop took 1.2 s.
+    assert eventually(lambda: not busy_slots(tiny.url), 1.5), busy_slots(tiny.url)
     assert eventually(lambda: gateway.health()["in_flight"] == 0, 5)
 
 
