@@ -84,6 +84,31 @@ def test_help_lists_the_options() -> None:
     assert "Stops on Ctrl-C or SIGTERM" in words
 
 
+def test_help_imports_neither_waitress_nor_the_fleet() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        from provider_agent.cli import main
+        try:
+            main(["serve", "--help"])
+        except SystemExit:
+            pass
+        loaded = [m for m in ("waitress", "provider_agent.fleet") if m in sys.modules]
+        print(loaded, file=sys.stderr)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=package_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Usage:" in done.stdout
+    assert done.stderr.strip() == "[]"
+
+
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.1", ""])
 def test_a_host_other_than_loopback_needs_a_token(config: Path, host: str) -> None:
     result = run("serve", "-c", str(config), "--host", host, "--port", "0")
