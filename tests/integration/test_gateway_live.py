@@ -119,6 +119,13 @@ def streams_sent(tap: Tap) -> List[bytes]:
     ]
 
 
+def settle(gateway: ServeProcess) -> None:
+    """Wait until the gateway has read the end of every job's reply: an SDK is
+    done at the last event ([DONE], message_stop), which may come a moment
+    before the engine ends its reply and the gateway lets the slot go."""
+    assert eventually(lambda: gateway.health()["in_flight"] == 0, 5), gateway.health()
+
+
 def posts_through(tap: Tap) -> int:
     """Requests other than probes and listings that reached the engine."""
     return sum(bytes(c.downstream).count(b"POST ") for c in tap.connections)
@@ -198,6 +205,7 @@ def test_the_openai_sdk_streams_through_the_gateway(tap: Tap, serve: Serve) -> N
         assert raw.headers["content-type"] == "text/event-stream"
         assert raw.headers["x-provider-agent-backend"] == backend_id(tap.url)
         text, last = read_openai(raw.parse())
+    settle(gateway)  # and the tap has the whole reply
     (sent,) = streams_sent(tap)
     assert text == openai_text(sent)
     assert text, "the model said nothing: the comparison would prove nothing"
@@ -205,14 +213,13 @@ def test_the_openai_sdk_streams_through_the_gateway(tap: Tap, serve: Serve) -> N
     assert last.usage is not None
     assert last.usage.completion_tokens == usage["completion_tokens"] == 12
     assert last.usage.prompt_tokens == usage["prompt_tokens"] > 0
-    # The client may read [DONE] a moment before the gateway sees the end.
-    assert eventually(lambda: gateway.health()["in_flight"] == 0, 5)
 
 
 def test_the_anthropic_sdk_streams_through_the_gateway(tap: Tap, serve: Serve) -> None:
     gateway = serve([tap.url])
     with anthropic_client(gateway) as client:
         text, found = read_anthropic(anthropic_stream(client, max_tokens=12))
+    settle(gateway)
     (sent,) = streams_sent(tap)
     assert text == anthropic_text(sent)
     assert text, "the model said nothing: the comparison would prove nothing"
@@ -308,9 +315,10 @@ def test_a_full_fleet_is_a_rate_limit_until_the_slot_is_freed(
         finally:
             held.close()
         # The gateway sees the hang-up at its next write and lets the slot go.
-        assert eventually(lambda: gateway.health()["in_flight"] == 0, 5)
+        settle(gateway)
         text, last = read_openai(openai_stream(client))
         assert text and last.usage.completion_tokens == 8
+        settle(gateway)  # one slot: the next job waits for this one's end
         anthropic_text_, found = read_anthropic(anthropic_stream(other))
         assert anthropic_text_ and found[-1].type == "message_stop"
 
@@ -378,7 +386,7 @@ def test_a_job_fails_over_from_an_engine_that_stopped_unseen(
         marked = f"{backend_id(lost.url)} marked down by a job: a job failed"
         assert marked in gateway.stderr()
         assert [served_by(client) for _ in range(3)] == [busy] * 3
-    assert eventually(lambda: gateway.health()["in_flight"] == 0, 5)
+    settle(gateway)
 
 
 # -- many clients at once ---------------------------------------------------------
@@ -440,12 +448,12 @@ def test_32_clients_at_once_all_complete_and_leave_no_threads(
     assert not errors, errors
     assert len(results) == CLIENTS
     assert all(last.usage.completion_tokens == 8 for _, last in results)
+    settle(gateway)
     # Each client assembled the text of one of the streams the engine sent (8
     # tokens of the random model may all be half characters: text may be "").
     texts = sorted(text for text, _ in [warm, *results])
     assert texts == sorted(openai_text(body) for body in streams_sent(tap))
     assert sum(1 for text in texts if text) > CLIENTS // 2
-    assert eventually(lambda: gateway.health()["in_flight"] == 0, 5)
     # waitress starts its threads up front; nothing may be left of the jobs'.
     assert eventually(lambda: gateway.threads() <= before[1], 10), (
         before,
@@ -557,7 +565,7 @@ def test_a_client_hanging_up_mid_stream_frees_the_engine_slot(
     # token brings: tens of ms when the machine is quiet; on this busy 2-core
     # machine the engine's tokens paused for up to 0.3 s, and one stop took 1.2 s.
     assert eventually(lambda: not busy_slots(tiny.url), 1.5), busy_slots(tiny.url)
-    assert eventually(lambda: gateway.health()["in_flight"] == 0, 5)
+    settle(gateway)
 
 
 def test_sigterm_cancels_a_streaming_job_upstream(tiny: Engine, serve: Serve) -> None:
