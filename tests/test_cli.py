@@ -21,7 +21,7 @@ from .server import ScriptedServer
 from .sse import data
 
 TERMINAL = {"PROVIDER_AGENT_TERMINAL": "1", "NO_COLOR": "1"}
-COMMANDS = ["scan", "health", "models", "exec", "discover", "config"]
+COMMANDS = ["scan", "health", "models", "exec", "discover", "config", "serve"]
 
 
 @pytest.fixture

@@ -511,3 +511,18 @@ def test_make_app_builds_a_gateway_from_the_config_it_is_named(
     monkeypatch.setenv("GW_TOKEN", "")
     with pytest.raises(ValueError, match="GW_TOKEN"):
         make_app(config, auth_token_env="GW_TOKEN")
+
+
+def test_cancel_streams_ends_every_stream_with_a_cancelled_event(
+    server, llama, serve
+) -> None:
+    release = fakes.held(server)
+    gateway = serve(llama)  # a fleet the gateway does not own: still its streams
+    with gateway.post(CHAT, chat_body(), stream=True) as reply:
+        chunks = reply.iter_content(None)
+        assert next(chunks) == fakes.openai_chunks()[0]
+        gateway.gateway.cancel_streams()
+        rest = b"".join(chunks)
+    release.set()
+    assert b'"code":"cancelled"' in rest
+    assert eventually(lambda: gateway.gateway.fleet.in_flight == 0, 5)

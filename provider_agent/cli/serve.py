@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Any, Optional
 
@@ -79,7 +80,7 @@ def serve_command(
 
     from ..fleet import Fleet
     from ..wsgi import Gateway, MissingExtraError, make_server
-    from ..wsgi.serve import run, threads_for
+    from ..wsgi.serve import run, server_urls, threads_for
 
     levels = (logging.WARNING, logging.INFO, logging.DEBUG)
     _log_to_stderr(levels[min(verbose, 2)])
@@ -111,17 +112,20 @@ def serve_command(
 
     def ready(url: str) -> None:
         up = sum(1 for status in fleet.snapshot().values() if status.up)
+        urls = " and ".join(server_urls(server))
         note(
-            f"serving {len(fleet.backends)} backends ({up} up) on {url} with "
+            f"serving {len(fleet.backends)} backends ({up} up) on {urls} with "
             f"{threads or threads_for(gateway)} threads, "
             f"{'a token required' if token else 'no token (loopback only)'}"
         )
 
-    run(server, gateway, ready=ready)
+    if run(server, gateway, ready=ready) == signal.SIGINT:
+        click.get_current_context().exit(130)
 
 
 def _log_to_stderr(level: int) -> None:
-    """Warnings (a job that failed mid-stream) always; -v adds hang-ups."""
+    """Warnings (a job that failed mid-stream) always; -v adds hang-ups. Undone
+    when the command ends, for a caller that runs it in-process."""
     import logging
 
     handler = logging.StreamHandler(sys.stderr)
@@ -129,5 +133,12 @@ def _log_to_stderr(level: int) -> None:
         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     logger = logging.getLogger("provider_agent")
+    previous = logger.level
     logger.addHandler(handler)
     logger.setLevel(level)
+
+    def restore() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+    click.get_current_context().call_on_close(restore)

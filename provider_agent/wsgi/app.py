@@ -22,6 +22,8 @@ import hmac
 import json
 import logging
 import os
+import threading
+import weakref
 from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
 from ..backend import BackendError, Job, WireFormat
@@ -88,14 +90,27 @@ class Gateway:
         self.fleet = fleet
         self.max_body_bytes = max_body_bytes
         self.deadline_ms = deadline_ms
-        self._token = Secret(auth_token) if auth_token is not None else None
+        # Stripped as a header's value is: a token read from a file may end
+        # with a newline, which no request could carry.
+        self._token = Secret(auth_token.strip()) if auth_token is not None else None
         self._close_fleet = close_fleet
+        self._bodies: weakref.WeakSet[StreamBody] = weakref.WeakSet()
+        self._bodies_lock = threading.Lock()
 
     @property
     def requires_auth(self) -> bool:
         return self._token is not None
 
+    def cancel_streams(self) -> None:
+        """Cancel every job this gateway is streaming (a server shutting down):
+        each client gets a ``cancelled`` error event, each engine stops."""
+        with self._bodies_lock:
+            bodies = list(self._bodies)
+        for body in bodies:
+            body.stream.cancel()
+
     def close(self) -> None:
+        """Close the fleet, if the gateway owns it (``close_fleet``)."""
         if self._close_fleet:
             self.fleet.close()
 
@@ -157,6 +172,8 @@ class Gateway:
             ("X-Provider-Agent-Backend", stream.backend_id),
         ]
         body_iter = StreamBody(stream, wire_format)
+        with self._bodies_lock:
+            self._bodies.add(body_iter)
         try:
             start_response("200 OK", headers)
         except BaseException:
@@ -241,10 +258,11 @@ class Gateway:
         if scheme.lower() == "bearer" and token:
             candidate = token.strip()
         else:
-            candidate = environ.get("HTTP_X_API_KEY", "")
-        # Both sides as bytes: compare_digest of str refuses non-ASCII.
+            candidate = environ.get("HTTP_X_API_KEY", "").strip()
+        # Both sides as bytes (compare_digest of str refuses non-ASCII): a WSGI
+        # header is the request's bytes read as latin-1; the token is UTF-8.
         if candidate and hmac.compare_digest(
-            candidate.encode("utf-8", "surrogateescape"),
+            candidate.encode("latin-1", "replace"),
             self._token.reveal().encode("utf-8", "surrogateescape"),
         ):
             return

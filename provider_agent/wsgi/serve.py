@@ -12,7 +12,7 @@ import ipaddress
 import logging
 import signal
 import threading
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, List, Optional
 
 from .app import Gateway
 
@@ -23,6 +23,7 @@ __all__ = [
     "make_server",
     "run",
     "serve",
+    "server_urls",
     "threads_for",
 ]
 
@@ -59,7 +60,7 @@ def make_server(
     threads: Optional[int] = None,
 ) -> Any:
     """A waitress server for ``gateway``, bound but not yet running (``.run()``;
-    ``.effective_port`` is the port, when ``port`` was 0).
+    ``server_urls(server)`` says where, when ``port`` was 0).
 
     Raises ``ValueError`` for a host other than loopback when the gateway has no
     token: a gateway holding API keys must not be open to whoever reaches it;
@@ -93,6 +94,20 @@ def make_server(
     )
 
 
+def server_urls(server: Any) -> List[str]:
+    """The URL of each socket a ``make_server`` server listens on: waitress binds
+    one per address the host resolves to (localhost: 127.0.0.1 and ::1 on many
+    systems), and with port 0 each has a port of its own."""
+    listening = getattr(server, "effective_listen", None)  # two sockets or more
+    if listening is None:
+        listening = [(server.effective_host, server.effective_port)]
+    urls = []
+    for host, port in listening:
+        shown = f"[{host}]" if ":" in str(host) else host
+        urls.append(f"http://{shown}:{port}")
+    return urls
+
+
 def serve(
     gateway: Gateway,
     host: str = "127.0.0.1",
@@ -100,53 +115,79 @@ def serve(
     *,
     threads: Optional[int] = None,
     ready: Optional[Callable[[str], None]] = None,
-) -> None:
-    """Serve ``gateway`` until interrupted (Ctrl-C, or SIGTERM in the main
-    thread); ``make_server`` and ``run`` in one call."""
-    run(make_server(gateway, host, port, threads=threads), gateway, ready=ready)
+) -> Optional[int]:
+    """Serve ``gateway`` until interrupted: ``make_server`` and ``run`` in one
+    call. The signal that stopped it, if one did."""
+    return run(make_server(gateway, host, port, threads=threads), gateway, ready=ready)
 
 
 def run(
     server: Any, gateway: Gateway, *, ready: Optional[Callable[[str], None]] = None
-) -> None:
-    """Run ``server`` (from ``make_server``) until interrupted; then close it
-    and the gateway (and the fleet, if the gateway owns it).
+) -> Optional[int]:
+    """Run ``server`` (from ``make_server``) until interrupted; then close the
+    gateway (and the fleet, if the gateway owns it) and the server. ``ready``
+    is called with the (first) URL once the fleet's first discovery is done.
 
-    The fleet's first discovery is done before ``ready`` is called with the
-    URL. In the main thread, Ctrl-C and SIGTERM first cancel the jobs still
-    streaming (their clients get an error event), so that the server's threads
-    end at once rather than after waitress's grace period.
+    In the main thread, Ctrl-C and SIGTERM stop it, and return their number.
+    They cancel the jobs still streaming first (their clients get an error
+    event): waitress catches the exit and then waits up to 5 s for its
+    threads, which would stream on until their jobs were cancelled.
     """
-    restore = _stop_on_signals(gateway) if _in_main_thread() else {}
+    stop = _Stop(gateway)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
     try:
         gateway.fleet.start()
-        bound = server.effective_host
-        shown = f"[{bound}]" if ":" in str(bound) else bound
-        url = f"http://{shown}:{server.effective_port}"
-        log.info("serving %r on %s", gateway, url)
+        urls = server_urls(server)
+        log.info("serving %r on %s", gateway, " and ".join(urls))
         if ready is not None:
-            ready(url)
+            ready(urls[0])
         server.run()  # returns on SystemExit and KeyboardInterrupt
+    except SystemExit:
+        if stop.signum is None:
+            raise  # not ours
     finally:
-        for signum, handler in restore.items():
+        for signum, handler in previous.items():
             signal.signal(signum, handler)
-        gateway.close()
+        stop.close_gateway()
         server.close()
         server.task_dispatcher.shutdown()
+    return stop.signum
 
 
-def _in_main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
+#: SIGTERM (a service manager's stop) and Ctrl-C.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def _stop_on_signals(gateway: Gateway) -> Dict[int, Any]:
-    def stop(signum: int, frame: Any) -> None:
-        gateway.fleet.close(timeout=5.0)
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
+class _Stop:
+    """The handler of the stop signals: cancel every job, and end the server.
+
+    The cancelling runs on a thread of its own (a signal handler must not wait
+    on the fleet's locks, which the interrupted code may hold).
+    """
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+        self._closer: Optional[threading.Thread] = None
+        self.signum: Optional[int] = None
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self._closer is None:
+            self.signum = signum
+            self._closer = threading.Thread(
+                target=self._stop, name="provider-agent-stop", daemon=True
+            )
+            self._closer.start()
         raise SystemExit(0)
 
-    previous: Dict[int, Any] = {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        previous[signum] = signal.signal(signum, stop)
-    return previous
+    def _stop(self) -> None:
+        self._gateway.cancel_streams()  # also of a fleet the gateway does not own
+        self._gateway.close()
+
+    def close_gateway(self) -> None:
+        """Close the gateway, or wait until the signal's closing of it ends."""
+        if self._closer is not None:
+            self._closer.join()
+        else:
+            self._gateway.close()
