@@ -526,3 +526,13 @@ def test_cancel_streams_ends_every_stream_with_a_cancelled_event(
     release.set()
     assert b'"code":"cancelled"' in rest
     assert eventually(lambda: gateway.gateway.fleet.in_flight == 0, 5)
+
+
+def test_a_request_after_the_fleet_closed_is_503(server, llama, serve) -> None:
+    gateway = serve(llama)
+    assert gateway.get("/health").status_code == 200
+    gateway.gateway.fleet.close()  # the server is shutting down
+    for reply in (gateway.post(CHAT, chat_body()), gateway.get("/health")):
+        assert reply.status_code == 503
+        assert reply.headers["X-Provider-Agent-Error"] == "cancelled"
+        assert "shutting down" in reply.json()["error"]["message"]

@@ -154,6 +154,11 @@ class Fleet(Closing):
         return [m.backend for m in self._members.values()]
 
     @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called: the fleet takes no more jobs."""
+        return self._closed
+
+    @property
     def in_flight(self) -> int:
         """Jobs holding a slot now."""
         return self._capacity.count(ALL)

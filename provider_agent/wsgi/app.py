@@ -152,6 +152,14 @@ class Gateway:
             return self._models(environ, start_response)
         except _Refused as refused:
             return _send(start_response, refused.reply)
+        except RuntimeError:
+            if not self.fleet.closed:
+                raise  # a bug: the server's 500
+            # A request racing the server's shutdown.
+            reply = gateway_error(
+                503, "the server is shutting down", wire_format, code="cancelled"
+            )
+            return _send(start_response, reply)
 
     # -- routes ---------------------------------------------------------------
 
