@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 import requests
+from waitress import wasyncore
 
 from provider_agent.backend import LlamaCppBackend, VllmBackend
 from provider_agent.fleet import Fleet
@@ -58,9 +59,18 @@ class Served:
 
     def close(self) -> None:
         self.gateway.fleet.close()
-        self.server.close()
-        self.server.task_dispatcher.shutdown(timeout=5)
+        # Closed from the loop's own thread (a socket closed under its select()
+        # is EBADF there): with every socket gone, run() returns.
+        sockets = self.server._map
+        try:
+            self.server.trigger.pull_trigger(lambda: wasyncore.close_all(sockets))
+        except OSError:
+            # The loop, woken by a task's own pull, ran the thunk (closing the
+            # trigger) before this pull wrote to it.
+            pass
         self.thread.join(5)
+        assert not self.thread.is_alive()
+        self.server.task_dispatcher.shutdown(timeout=5)
 
 
 @pytest.fixture
