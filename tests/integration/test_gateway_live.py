@@ -16,10 +16,8 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-import anthropic
-import openai
 import pytest
 import requests
 
@@ -30,6 +28,10 @@ from .engines import Engine
 from .helpers import anthropic_text, events, openai_text, payloads
 from .tap import Tap, bodies
 from .test_llamacpp import busy_slots
+
+if TYPE_CHECKING:  # the SDKs are installed for the integration tests only
+    import anthropic
+    import openai
 
 pytestmark = pytest.mark.integration
 
@@ -132,12 +134,16 @@ def posts_through(tap: Tap) -> int:
 
 
 def openai_client(gateway: ServeProcess, key: str = "unused") -> openai.OpenAI:
+    import openai
+
     return openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0)
 
 
 def anthropic_client(
     gateway: ServeProcess, key: str = "unused", **options: Any
 ) -> anthropic.Anthropic:
+    import anthropic
+
     return anthropic.Anthropic(
         base_url=gateway.url, api_key=key, max_retries=0, **options
     )
@@ -281,6 +287,9 @@ def test_both_sdks_list_tiny_with_its_context_window(
 
 
 def test_an_unknown_model_is_not_found_in_both_sdks(tap: Tap, serve: Serve) -> None:
+    import anthropic
+    import openai
+
     gateway = serve([tap.url])
     with openai_client(gateway) as client:
         with pytest.raises(openai.NotFoundError) as caught:
@@ -299,6 +308,9 @@ def test_an_unknown_model_is_not_found_in_both_sdks(tap: Tap, serve: Serve) -> N
 def test_a_full_fleet_is_a_rate_limit_until_the_slot_is_freed(
     tiny: Engine, serve: Serve
 ) -> None:
+    import anthropic
+    import openai
+
     gateway = serve([tiny.url], max_concurrent=1)
     with openai_client(gateway) as client, anthropic_client(gateway) as other:
         held = openai_stream(client, max_tokens=LONG)
@@ -474,6 +486,9 @@ def test_32_clients_at_once_all_complete_and_leave_no_threads(
 
 
 def test_the_token_is_required_and_never_shown(tap: Tap, serve: Serve) -> None:
+    import anthropic
+    import openai
+
     token = "gw-" + secrets.token_hex(16)
     wrong = "gw-" + secrets.token_hex(16)
     gateway = serve(
@@ -569,6 +584,8 @@ def test_a_client_hanging_up_mid_stream_frees_the_engine_slot(
 
 
 def test_sigterm_cancels_a_streaming_job_upstream(tiny: Engine, serve: Serve) -> None:
+    import openai
+
     gateway = serve([tiny.url])
     with openai_client(gateway) as client:
         stream = iter(openai_stream(client, max_tokens=LONG))
@@ -591,6 +608,8 @@ def test_sigterm_cancels_a_streaming_job_upstream(tiny: Engine, serve: Serve) ->
 def test_bad_bodies_are_refused_before_any_backend(
     tiny: Engine, tap: Tap, serve: Serve
 ) -> None:
+    import openai
+
     gateway = serve([tap.url], "--max-body-bytes", "4096")
     chat = gateway.url + "/v1/chat/completions"
     request = {"model": MODEL, "messages": PROMPT, "max_tokens": 4}
