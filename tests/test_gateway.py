@@ -244,11 +244,53 @@ def test_a_cut_stream_ends_with_an_error_event(server, llama, serve, caplog) -> 
     assert any("failed after" in r.getMessage() for r in caplog.records)
 
 
-def test_a_cut_inside_an_event_closes_that_event_first(server, llama, serve) -> None:
-    server.stream("POST", CHAT, [b'data: {"choices": []}\n'])  # no blank line
+def test_a_cut_inside_an_event_drops_that_event(server, llama, serve, caplog) -> None:
+
+    first = fakes.openai_chunks()[0]
+    server.stream("POST", CHAT, [first, b'data: {"choices": [{"cut-'])
     gateway = serve(llama)
-    reply = gateway.post(CHAT, chat_body())
-    assert reply.content.startswith(b'data: {"choices": []}\n\n\ndata: {"error"')
+    with caplog.at_level(logging.WARNING, "provider_agent.wsgi"):
+        reply = gateway.post(CHAT, chat_body())
+    assert reply.content.startswith(first + b'data: {"error"')
+    assert b"cut-" not in reply.content
+    assert any(
+        "25 bytes of an unfinished event" in r.getMessage() for r in caplog.records
+    )
+
+
+def test_an_event_split_across_reads_is_handed_over_whole(server, llama, serve):
+    chunks = fakes.openai_chunks("one two")
+    middle = chunks[1]
+    steps = [chunks[0], middle[:9], 0.05, middle[9:], *chunks[2:]]
+    server.stream("POST", CHAT, steps)
+    gateway = serve(llama)
+    with gateway.post(CHAT, chat_body(), stream=True) as reply:
+        received = list(reply.iter_content(None))
+    assert b"".join(received) == b"".join(chunks)
+    assert middle in received  # never its halves
+
+
+def test_a_last_event_without_its_blank_line_is_passed_on(server, llama, serve):
+    chunks = fakes.openai_chunks()
+    body = [*chunks[:-1], b"data: [DONE]"]  # the stream ends without "\n\n"
+    server.stream("POST", CHAT, body)
+    gateway = serve(llama)
+    assert gateway.post(CHAT, chat_body()).content == b"".join(body)
+
+
+def test_a_body_that_is_not_sse_is_not_held_back_forever(
+    server, llama, serve, monkeypatch
+) -> None:
+    from provider_agent.wsgi import relay
+
+    monkeypatch.setattr(relay, "MAX_HELD", 16)
+    lines = [b"x" * 40 for _ in range(5)] + [b"\n\ndata: [DONE]\n\n"]
+    server.stream("POST", CHAT, lines)
+    gateway = serve(llama)
+    with gateway.post(CHAT, chat_body(), stream=True) as reply:
+        received = list(reply.iter_content(None))
+    assert b"".join(received) == b"".join(lines)
+    assert received[0] == lines[0]  # over the limit: passed on as it came
 
 
 def test_an_anthropic_stream_ends_with_an_anthropic_error_event(
@@ -404,7 +446,7 @@ def test_health_is_200_while_a_backend_is_up(server, llama, serve) -> None:
         ({"x-api-key": "wrong"}, 401),
         ({"Authorization": f"Bearer {TOKEN}"}, 200),
         ({"Authorization": f"bearer {TOKEN}"}, 200),
-        ({"x-api-key": TOKEN}, 200),  # as the anthropic SDK sends it
+        ({"x-api-key": TOKEN}, 200),  # as older anthropic SDKs send it
     ],
 )
 def test_a_token_is_required_on_every_route(server, llama, serve, headers, status):
@@ -546,3 +588,82 @@ def test_a_request_after_the_fleet_closed_is_503(server, llama, serve) -> None:
         assert reply.status_code == 503
         assert reply.headers["X-Provider-Agent-Error"] == "cancelled"
         assert "shutting down" in reply.json()["error"]["message"]
+
+
+def test_head_gets_the_headers_without_a_body(server, llama, serve) -> None:
+    gateway = serve(llama)
+    for path in ("/health", CHAT):
+        with socket.create_connection(("127.0.0.1", gateway.port)) as client:
+            client.sendall(f"HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            client.settimeout(5)
+            head = client.recv(65536)
+            while b"\r\n\r\n" not in head:
+                head += client.recv(65536)
+            client.settimeout(0.3)
+            try:
+                after = client.recv(65536)
+            except socket.timeout:
+                after = b""
+        assert b"Content-Length: " in head
+        assert head.endswith(b"\r\n\r\n") and after == b"", (path, head, after)
+
+
+def test_json_nested_too_deeply_is_a_400(server, llama, serve) -> None:
+    gateway = serve(llama)
+    reply = gateway.post(CHAT, b"[" * 200_000)
+    assert reply.status_code == 400
+    assert reply.headers["X-Provider-Agent-Error"] == "invalid_json"
+
+
+@pytest.mark.parametrize("deadline", [0, -5, 1.5, True])
+def test_a_bad_deadline_is_refused_at_construction(llama, deadline) -> None:
+    with pytest.raises((TypeError, ValueError), match="deadline_ms"):
+        Gateway(Fleet([llama]), deadline_ms=deadline)
+
+
+def test_cancel_streams_reaches_a_job_still_waiting_for_headers(
+    server, llama, serve
+) -> None:
+    release = threading.Event()
+
+    def late(reply: Reply) -> None:
+        release.wait(10)
+        fakes.chat(server)  # (unused: the job is gone by then)
+
+    server.route("POST", CHAT, late)
+    gateway = serve(llama)
+    fleet = gateway.gateway.fleet
+    answer: List[requests.Response] = []
+    client = threading.Thread(
+        target=lambda: answer.append(gateway.post(CHAT, chat_body()))
+    )
+    client.start()
+    assert eventually(lambda: fleet.in_flight == 1, 5)
+    gateway.gateway.cancel_streams()
+    client.join(5)
+    release.set()
+    (reply,) = answer
+    assert reply.status_code == 503
+    assert reply.headers["X-Provider-Agent-Error"] == "cancelled"
+    assert fleet.in_flight == 0
+    again = gateway.post(CHAT, chat_body())  # a stopping gateway takes no more
+    assert (again.status_code, again.json()["error"]["code"]) == (503, "cancelled")
+
+
+def test_a_chunked_body_without_a_length_is_read_up_to_the_limit(llama) -> None:
+    import io
+
+    gateway = Gateway(Fleet([llama]), max_body_bytes=100)
+    statuses: List[str] = []
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": CHAT,
+        "wsgi.input": io.BytesIO(b"x" * 500),
+        "wsgi.input_terminated": True,  # gunicorn's and werkzeug's chunked bodies
+    }
+    body = b"".join(gateway(environ, lambda status, headers: statuses.append(status)))
+    assert statuses == ["413 Content Too Large"]
+    assert b"100 bytes" in body
+    environ["wsgi.input"] = io.BytesIO(b"[1]")
+    body = b"".join(gateway(environ, lambda status, headers: statuses.append(status)))
+    assert statuses[-1] == "400 Bad Request" and b"JSON object" in body

@@ -32,7 +32,8 @@ from ._common import CONTEXT_SETTINGS, Failure, library_errors, load, note, requ
 @click.option(
     "--auth-token-env",
     metavar="NAME",
-    help="Require 'Authorization: Bearer <token>' (or 'x-api-key: <token>') on "
+    help="Require 'Authorization: Bearer <token>' (as both SDKs send their key; "
+    "'x-api-key: <token>' works too) on "
     "every request, the token read from this environment variable. Needed to "
     "bind anything but loopback.",
 )

@@ -13,18 +13,20 @@ first byte are statuses and error bodies in the client's format (``replies``);
 errors after it end the stream with an error event (``relay``). A body that is not
 a JSON object, or is larger than ``max_body_bytes``, is refused before any backend
 is touched. With an ``auth_token``, every request must carry it, as
-``Authorization: Bearer <token>`` or as Anthropic's ``x-api-key: <token>``.
+``Authorization: Bearer <token>`` (as both official SDKs send their key) or as
+``x-api-key: <token>`` (as older anthropic SDKs and curl users do).
 """
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
 import os
 import threading
-import weakref
-from typing import Any, Callable, Dict, Iterable, List, Optional, Union
+import uuid
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Union
 
 from ..backend import BackendError, Job, WireFormat
 from ..backend._secret import Secret
@@ -87,6 +89,10 @@ class Gateway:
             raise ValueError("auth_token must not be empty")
         if max_body_bytes < 1:
             raise ValueError("max_body_bytes must be at least 1")
+        if isinstance(deadline_ms, bool) or not isinstance(deadline_ms, int):
+            raise TypeError("deadline_ms must be an int")
+        if deadline_ms <= 0:
+            raise ValueError("deadline_ms must be positive")
         self.fleet = fleet
         self.max_body_bytes = max_body_bytes
         self.deadline_ms = deadline_ms
@@ -94,20 +100,24 @@ class Gateway:
         # with a newline, which no request could carry.
         self._token = Secret(auth_token.strip()) if auth_token is not None else None
         self._close_fleet = close_fleet
-        self._bodies: weakref.WeakSet[StreamBody] = weakref.WeakSet()
-        self._bodies_lock = threading.Lock()
+        # The jobs running through this gateway, from routing to their end.
+        self._jobs: Set[uuid.UUID] = set()
+        self._jobs_lock = threading.Lock()
+        self._stopping = False
 
     @property
     def requires_auth(self) -> bool:
         return self._token is not None
 
     def cancel_streams(self) -> None:
-        """Cancel every job this gateway is streaming (a server shutting down):
-        each client gets a ``cancelled`` error event, each engine stops."""
-        with self._bodies_lock:
-            bodies = list(self._bodies)
-        for body in bodies:
-            body.stream.cancel()
+        """Cancel every job running through this gateway, at any stage, and
+        refuse new ones with a 503 (a server shutting down): a streaming
+        client gets a ``cancelled`` error event, each engine stops."""
+        with self._jobs_lock:
+            self._stopping = True
+            running = list(self._jobs)
+        for job_id in running:
+            self.fleet.cancel(job_id)
 
     def close(self) -> None:
         """Close the fleet, if the gateway owns it (``close_fleet``)."""
@@ -148,18 +158,22 @@ class Gateway:
             if job_format is not None:
                 return self._job(environ, start_response, job_format)
             if path == "/health":
-                return self._health(start_response)
-            return self._models(environ, start_response)
+                document = self._health(start_response)
+            else:
+                document = self._models(environ, start_response)
+            return [] if method == "HEAD" else document
         except _Refused as refused:
-            return _send(start_response, refused.reply)
+            sent = _send(start_response, refused.reply)
+            return [] if method == "HEAD" else sent
         except RuntimeError:
-            if not self.fleet.closed:
+            if not (self.fleet.closed or self._stopping):
                 raise  # a bug: the server's 500
             # A request racing the server's shutdown.
-            reply = gateway_error(
+            stopping = gateway_error(
                 503, "the server is shutting down", wire_format, code="cancelled"
             )
-            return _send(start_response, reply)
+            sent = _send(start_response, stopping)
+            return [] if method == "HEAD" else sent
 
     # -- routes ---------------------------------------------------------------
 
@@ -168,26 +182,38 @@ class Gateway:
     ) -> Iterable[bytes]:
         body = self._read_json(environ, wire_format)
         job = Job.new(body["model"], body, wire_format, deadline_ms=self.deadline_ms)
+        with self._jobs_lock:
+            if self._stopping:
+                raise RuntimeError("the gateway is stopping")  # the 503 below
+            self._jobs.add(job.job_id)
+        forget = functools.partial(self._forget, job.job_id)
         try:
             stream = self.fleet.execute(job)
         except BackendError as exc:
+            forget()
             status = status_of(exc)
             level = logging.WARNING if status >= 500 else logging.INFO
             log.log(level, "job %s (model %r): %s", job.job_id, job.model_id, exc)
             return _send(start_response, error_reply(exc, wire_format))
+        except BaseException:
+            forget()
+            raise
+        stream.add_release_callback(forget)
         headers = _STREAM_HEADERS + [
             ("X-Provider-Agent-Job", str(job.job_id)),
             ("X-Provider-Agent-Backend", stream.backend_id),
         ]
         body_iter = StreamBody(stream, wire_format)
-        with self._bodies_lock:
-            self._bodies.add(body_iter)
         try:
             start_response("200 OK", headers)
         except BaseException:
             body_iter.close()
             raise
         return body_iter
+
+    def _forget(self, job_id: uuid.UUID) -> None:
+        with self._jobs_lock:
+            self._jobs.discard(job_id)
 
     def _models(
         self, environ: Environ, start_response: StartResponse
@@ -296,6 +322,8 @@ class Gateway:
             body = json.loads(raw)
         except ValueError as exc:
             raise bad(f"the request body is not JSON: {exc}", "invalid_json") from None
+        except RecursionError:
+            raise bad("the request body is nested too deeply", "invalid_json") from None
         if not isinstance(body, dict):
             raise bad("the request body must be a JSON object", "invalid_json")
         model = body.get("model")
