@@ -125,7 +125,9 @@ def test_openai_stream_is_relayed_verbatim(llama: Engine) -> None:
 
 @pytest.mark.parametrize(
     ("grammar", "role_chunk"),
-    [('root ::= [a-z ]+ "."', True), ('root ::= "é" [a-z ]+ "."', False)],
+    # Open-ended: with ignore_eos, a grammar the model completes early (a "."
+    # within the 6 tokens) ends in llama.cpp's "empty grammar stack" error.
+    [("root ::= [a-z ]+", True), ('root ::= "é" [a-z ]+', False)],
 )
 def test_openai_role_chunk_rides_on_a_whole_first_token(
     llama: Engine, grammar: str, role_chunk: bool
