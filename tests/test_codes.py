@@ -33,8 +33,7 @@ from provider_agent.fleet import (
     OutOfCapacityError,
     error_code,
 )
-from provider_agent.wsgi import MissingExtraError, gateway_error
-from provider_agent.wsgi.app import _Refused
+from provider_agent.wsgi import MissingExtraError, RequestError, gateway_error
 
 OPENAI = WireFormat.OPENAI
 B = "vllm:http://127.0.0.1:8000"
@@ -89,7 +88,9 @@ EXAMPLES: Dict[Type[BaseException], List[tuple]] = {
     ConfigError: [(ConfigError("agent.toml", ["agent.toml: x: bad"]), "internal")],
     MissingExtraError: [(MissingExtraError("no waitress"), "internal")],
     # The gateway's own refusals never leave it (they become replies).
-    _Refused: [(_Refused(gateway_error(400, "bad", OPENAI, code="x")), "internal")],
+    RequestError: [
+        (RequestError(gateway_error(400, "bad", OPENAI, code="x")), "internal")
+    ],
 }
 
 

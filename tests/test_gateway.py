@@ -337,7 +337,7 @@ def test_an_in_band_error_is_not_repeated(server, llama, serve, caplog) -> None:
     ("body", "status", "code"),
     [
         (b"{not json", 400, "invalid_json"),
-        (b"[1, 2]", 400, "invalid_json"),
+        (b"[1, 2]", 400, "invalid_request"),  # JSON, but not an object
         (b"", 400, "invalid_json"),
         (json.dumps({"stream": True}), 400, "invalid_request"),
         (json.dumps(chat_body(model=7)), 400, "invalid_request"),

@@ -17,22 +17,23 @@ then points its SDK at ``http://127.0.0.1:8000/v1`` (OpenAI) or
 own in front of it before you listen on anything but 127.0.0.1.
 """
 
-import json
 import logging
 import os
 
 from flask import Flask, Response, request
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-from provider_agent.backend import BackendError, Job, WireFormat
+from provider_agent.backend import BackendError, WireFormat
 from provider_agent.fleet import Fleet
 from provider_agent.wsgi import (
     DEFAULT_MAX_BODY_BYTES,
+    STREAM_HEADERS,
     ErrorReply,
     Gateway,
+    RequestError,
     StreamBody,
     error_reply,
-    gateway_error,
+    job_from_body,
 )
 
 logging.basicConfig(level=logging.INFO)
@@ -54,34 +55,21 @@ def error_response(error: ErrorReply) -> Response:
 def relay(wire_format: WireFormat) -> Response:
     """Run the request's body as a job on the fleet; stream back what it sends."""
     try:
-        body = json.loads(request.get_data())
-    except ValueError:
-        body = None
-    if not (
-        isinstance(body, dict)
-        and isinstance(body.get("model"), str)
-        and body.get("stream") is True
-    ):
-        message = 'the body must be a JSON object with "model" and "stream": true'
-        return error_response(
-            gateway_error(400, message, wire_format, code="invalid_request")
-        )
-    job = Job.new(body["model"], body, wire_format)
-    try:
+        # The body checked as the gateway checks it: JSON, an object, a
+        # "model" string and "stream": true, else a 400 saying what is wrong.
+        job = job_from_body(request.get_data(), wire_format)
         # Returns once a backend has answered; an error until then (no backend
         # serves the model, all are full or down) becomes a status and body.
         stream = fleet.execute(job)
+    except RequestError as exc:
+        return error_response(exc.reply)
     except BackendError as exc:
         return error_response(error_reply(exc, wire_format))
     # The upstream's bytes, relayed as they arrive. An error after the first
     # byte ends the stream with an error event. When the reply ends, or the
     # client hangs up, the server closes the response, which closes the
     # StreamBody: the engine stops generating and the job's slot is freed.
-    return Response(
-        StreamBody(stream),
-        content_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return Response(StreamBody(stream), headers=STREAM_HEADERS)
 
 
 @app.post("/v1/chat/completions")

@@ -28,14 +28,15 @@ import threading
 import uuid
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Union
 
-from ..backend import BackendError, Job, WireFormat
+from ..backend import BackendError, WireFormat
 from ..backend._secret import Secret
 from ..backend.data import DEFAULT_DEADLINE_MS
 from ..fleet import Config, Fleet
+from .bodies import RequestError, job_from_body
 from .relay import StreamBody
-from .replies import ErrorReply, error_reply, gateway_error, status_of
+from .replies import ErrorReply, error_reply, gateway_error, status_line, status_of
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "Gateway", "make_app"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "STREAM_HEADERS", "Gateway", "make_app"]
 
 log = logging.getLogger("provider_agent.wsgi")
 
@@ -52,19 +53,12 @@ _ROUTES = {
     "/health": ("GET", None),
 }
 
-_STREAM_HEADERS = [
+#: The headers of a relayed stream's reply (a hand-written view sends them too).
+STREAM_HEADERS = [
     ("Content-Type", "text/event-stream"),
     ("Cache-Control", "no-cache"),
     ("X-Accel-Buffering", "no"),  # nginx: pass each event on at once
 ]
-
-
-class _Refused(Exception):
-    """A request the gateway answers itself, with an error reply."""
-
-    def __init__(self, reply: ErrorReply) -> None:
-        super().__init__(reply.message)
-        self.reply = reply
 
 
 class Gateway:
@@ -133,6 +127,14 @@ class Gateway:
     def __call__(
         self, environ: Environ, start_response: StartResponse
     ) -> Iterable[bytes]:
+        body = self._answer(environ, start_response)
+        if environ.get("REQUEST_METHOD", "GET").upper() == "HEAD":
+            return []  # the headers only (waitress does not strip a body)
+        return body
+
+    def _answer(
+        self, environ: Environ, start_response: StartResponse
+    ) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
         method = environ.get("REQUEST_METHOD", "GET").upper()
         route = _ROUTES.get(path)
@@ -140,7 +142,7 @@ class Gateway:
         try:
             self._check_token(environ, wire_format)
             if route is None:
-                raise _Refused(
+                raise RequestError(
                     gateway_error(
                         404, f"no route {path!r}", wire_format, code="not_found"
                     )
@@ -154,37 +156,30 @@ class Gateway:
                     code="method_not_allowed",
                     headers=[("Allow", allowed)],
                 )
-                raise _Refused(reply)
+                raise RequestError(reply)
             if job_format is not None:
                 return self._job(environ, start_response, job_format)
             if path == "/health":
-                document = self._health(start_response)
-            else:
-                document = self._models(environ, start_response)
-            return [] if method == "HEAD" else document
-        except _Refused as refused:
-            sent = _send(start_response, refused.reply)
-            return [] if method == "HEAD" else sent
+                return self._health(start_response)
+            return self._models(environ, start_response)
+        except RequestError as refused:
+            return _send(start_response, refused.reply)
         except RuntimeError:
-            if not (self.fleet.closed or self._stopping):
+            if not self.fleet.closed:
                 raise  # a bug: the server's 500
             # A request racing the server's shutdown.
-            stopping = gateway_error(
-                503, "the server is shutting down", wire_format, code="cancelled"
-            )
-            sent = _send(start_response, stopping)
-            return [] if method == "HEAD" else sent
+            return _send(start_response, _shutting_down(wire_format))
 
     # -- routes ---------------------------------------------------------------
 
     def _job(
         self, environ: Environ, start_response: StartResponse, wire_format: WireFormat
     ) -> Iterable[bytes]:
-        body = self._read_json(environ, wire_format)
-        job = Job.new(body["model"], body, wire_format, deadline_ms=self.deadline_ms)
+        raw = self._read_body(environ, wire_format)
+        job = job_from_body(raw, wire_format, deadline_ms=self.deadline_ms)
         with self._jobs_lock:
             if self._stopping:
-                raise RuntimeError("the gateway is stopping")  # the 503 below
+                raise RequestError(_shutting_down(wire_format))
             self._jobs.add(job.job_id)
         forget = functools.partial(self._forget, job.job_id)
         try:
@@ -199,7 +194,7 @@ class Gateway:
             forget()
             raise
         stream.add_release_callback(forget)
-        headers = _STREAM_HEADERS + [
+        headers = STREAM_HEADERS + [
             ("X-Provider-Agent-Job", str(job.job_id)),
             ("X-Provider-Agent-Backend", stream.backend_id),
         ]
@@ -301,7 +296,7 @@ class Gateway:
         ):
             return
         what = "a wrong token" if candidate else "no token"
-        raise _Refused(
+        raise RequestError(
             gateway_error(
                 401,
                 f"this gateway needs its token (Authorization: Bearer ...); "
@@ -312,34 +307,9 @@ class Gateway:
             )
         )
 
-    def _read_json(self, environ: Environ, wire_format: WireFormat) -> Dict[str, Any]:
-        raw = self._read_body(environ, wire_format)
-
-        def bad(message: str, code: str = "invalid_request") -> _Refused:
-            return _Refused(gateway_error(400, message, wire_format, code=code))
-
-        try:
-            body = json.loads(raw)
-        except ValueError as exc:
-            raise bad(f"the request body is not JSON: {exc}", "invalid_json") from None
-        except RecursionError:
-            raise bad("the request body is nested too deeply", "invalid_json") from None
-        if not isinstance(body, dict):
-            raise bad("the request body must be a JSON object", "invalid_json")
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            raise bad('"model" must be a non-empty string')
-        if body.get("stream") is not True:
-            raise bad(
-                'this gateway streams every reply: set "stream": true '
-                "(the SDKs: stream=True)",
-                "stream_required",
-            )
-        return body
-
     def _read_body(self, environ: Environ, wire_format: WireFormat) -> bytes:
         limit = self.max_body_bytes
-        too_large = _Refused(
+        too_large = RequestError(
             gateway_error(
                 413,
                 f"the request body is larger than this gateway's limit "
@@ -356,7 +326,7 @@ class Gateway:
             except ValueError:
                 size = -1
             if size < 0:
-                raise _Refused(
+                raise RequestError(
                     gateway_error(
                         400, "a bad Content-Length", wire_format, code="invalid_request"
                     )
@@ -379,6 +349,12 @@ def _format_of(path: str, environ: Environ) -> WireFormat:
     return WireFormat.OPENAI
 
 
+def _shutting_down(wire_format: WireFormat) -> ErrorReply:
+    return gateway_error(
+        503, "the server is shutting down", wire_format, code="cancelled"
+    )
+
+
 def _send(start_response: StartResponse, reply: ErrorReply) -> List[bytes]:
     headers = reply.headers + [("Content-Length", str(len(reply.body)))]
     start_response(reply.status_line, headers)
@@ -389,9 +365,8 @@ def _send_json(
     start_response: StartResponse, status: int, document: Dict[str, Any]
 ) -> List[bytes]:
     body = json.dumps(document).encode()
-    line = "200 OK" if status == 200 else "503 Service Unavailable"
     start_response(
-        line,
+        status_line(status),
         [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
     )
     return [body]

@@ -37,6 +37,7 @@ __all__ = [
     "error_event",
     "error_reply",
     "gateway_error",
+    "status_line",
     "status_of",
 ]
 
@@ -54,6 +55,7 @@ STATUS_BY_CODE: Dict[str, int] = {
 _NOT_THE_REQUESTS = frozenset({401, 403, 429})
 
 _REASONS = {
+    200: "OK",
     400: "Bad Request",
     401: "Unauthorized",
     403: "Forbidden",
@@ -95,7 +97,12 @@ class ErrorReply:
 
     @property
     def status_line(self) -> str:
-        return f"{self.status} {_REASONS.get(self.status, 'Error')}"
+        return status_line(self.status)
+
+
+def status_line(status: int) -> str:
+    """``"404 Not Found"``: a WSGI status line."""
+    return f"{status} {_REASONS.get(status, 'Error')}"
 
 
 def status_of(exc: BaseException) -> int:
