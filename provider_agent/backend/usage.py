@@ -64,7 +64,7 @@ def sse_events(block: bytes) -> Iterator[Tuple[str, str]]:
         yield event.event, event.data
 
 
-def _event_end(data: bytes, before: bytes) -> int:
+def last_event_end(data: bytes, before: bytes = b"") -> int:
     """Where the last complete event in ``data`` ends, or -1; ``before`` is the
     byte fed just before ``data`` (a blank line may straddle the two)."""
     at = max(data.rfind(blank) for blank in _BLANK_LINES)
@@ -140,7 +140,7 @@ class UsageParser:
         marked = self._marked_in(chunk)
         if pending and not marked and not self._marked:
             marked = self._marked_in(self._tail + chunk[:OVERLAP])
-        end = _event_end(chunk, pending[-1][-1:] if pending else b"")
+        end = last_event_end(chunk, pending[-1][-1:] if pending else b"")
         if end < 0:
             self._keep(chunk, marked)
             return

@@ -19,6 +19,7 @@ import logging
 from typing import Iterator, Optional
 
 from ..backend import BackendError, JobStream, StreamError, WireFormat
+from ..backend.usage import last_event_end
 from .replies import error_event
 
 __all__ = ["StreamBody"]
@@ -29,9 +30,6 @@ log = logging.getLogger("provider_agent.wsgi")
 #: The most of an unfinished event held back (a body that is not SSE at all is
 #: passed on as it comes beyond this).
 MAX_HELD = 1 << 20
-
-#: The runs that end an event, whether lines end in LF, CRLF or CR.
-_EVENT_ENDS = (b"\n\n", b"\r\n\r\n", b"\r\r")
 
 
 class StreamBody(Iterator[bytes]):
@@ -76,9 +74,9 @@ class StreamBody(Iterator[bytes]):
                 raise StopIteration from None
             if self._held:
                 chunk, self._held = self._held + chunk, b""
-            if chunk.endswith(_EVENT_ENDS):
+            if chunk.endswith(b"\n\n"):
                 return chunk  # the common case: whole events
-            end = _last_event_end(chunk)
+            end = max(last_event_end(chunk), 0)  # any line ends, as the parser
             if end < len(chunk) and len(chunk) - end <= MAX_HELD:
                 chunk, self._held = chunk[:end], chunk[end:]
             if chunk:
@@ -111,8 +109,3 @@ class StreamBody(Iterator[bytes]):
                 self.stream.bytes_relayed,
             )
         self.stream.close()
-
-
-def _last_event_end(data: bytes) -> int:
-    """Where the last complete event in ``data`` ends (0: none does)."""
-    return max(data.rfind(end) + len(end) if end in data else 0 for end in _EVENT_ENDS)
