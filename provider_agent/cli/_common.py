@@ -34,20 +34,34 @@ class Failure(click.ClickException):
         setattr(self, "exit_code", exit_code)  # noqa: B010 - a class variable in click
 
 
+def log_to_stderr(ctx: click.Context, level: int, timestamps: bool = False) -> None:
+    """Send the library's log records of ``level`` and up to stderr until the
+    command ends (undone then, for a caller that runs commands in-process)."""
+    handler = logging.StreamHandler(sys.stderr)
+    stamp = "%(asctime)s " if timestamps else ""
+    handler.setFormatter(
+        logging.Formatter(stamp + "%(levelname)s %(name)s: %(message)s")
+    )
+    logger = logging.getLogger("provider_agent")
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+
+    def restore() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+    ctx.call_on_close(restore)
+
+
+def verbosity(count: int, quiet: int = logging.WARNING) -> int:
+    """The log level of ``-v`` given ``count`` times (none: ``quiet``)."""
+    return (quiet, logging.INFO, logging.DEBUG)[min(count, 2)]
+
+
 def _verbose(ctx: click.Context, param: click.Parameter, value: int) -> int:
     if value:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        logger = logging.getLogger("provider_agent")
-        level = logger.level
-        logger.addHandler(handler)
-        logger.setLevel(logging.DEBUG if value > 1 else logging.INFO)
-
-        def restore() -> None:  # for a caller that runs the command in-process
-            logger.removeHandler(handler)
-            logger.setLevel(level)
-
-        ctx.call_on_close(restore)
+        log_to_stderr(ctx, verbosity(value))
     return value
 
 

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 from typing import Any, Optional
 
 import click
 
-from ._common import CONTEXT_SETTINGS, Failure, library_errors, load, note, require
+from ._common import (
+    CONTEXT_SETTINGS,
+    Failure,
+    library_errors,
+    load,
+    log_to_stderr,
+    note,
+    require,
+    verbosity,
+)
 
 
 @click.command("serve", context_settings=CONTEXT_SETTINGS)
@@ -77,14 +85,13 @@ def serve_command(
     pip install 'provider-agent[serve]'. Stops on Ctrl-C or SIGTERM, cancelling
     the jobs still running.
     """
-    import logging
 
     from ..fleet import Fleet
     from ..wsgi import Gateway, MissingExtraError, make_server
     from ..wsgi.serve import run, server_urls, threads_for
 
-    levels = (logging.WARNING, logging.INFO, logging.DEBUG)
-    _log_to_stderr(levels[min(verbose, 2)])
+    # Warnings (a job that failed mid-stream) always; -v adds hang-ups.
+    log_to_stderr(click.get_current_context(), verbosity(verbose), timestamps=True)
     token = None
     if auth_token_env is not None:
         token = os.environ.get(auth_token_env, "")
@@ -122,24 +129,3 @@ def serve_command(
 
     if run(server, gateway, ready=ready) == signal.SIGINT:
         click.get_current_context().exit(130)
-
-
-def _log_to_stderr(level: int) -> None:
-    """Warnings (a job that failed mid-stream) always; -v adds hang-ups. Undone
-    when the command ends, for a caller that runs it in-process."""
-    import logging
-
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
-    logger = logging.getLogger("provider_agent")
-    previous = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(level)
-
-    def restore() -> None:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
-
-    click.get_current_context().call_on_close(restore)
