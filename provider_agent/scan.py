@@ -56,8 +56,11 @@ class ScanResult(DataClassJsonMixin):
 def unbuilt(kind: str, url: Optional[str], reason: str) -> ScanResult:
     """The row of a backend that could not be built: down, with its reason."""
     cls = BACKENDS[kind]
-    where = url or cls.default_url
-    backend_id = f"{kind}:{where}" if cls.native else kind
+    try:
+        where, backend_id = cls.base_url(url), cls.id_for(url)
+    except ValueError:  # the URL itself is what was refused: show it as given
+        where = url or cls.default_url
+        backend_id = f"{kind}:{where}" if cls.native else kind
     return ScanResult(kind, backend_id, where, BackendHealth(False, None, reason))
 
 

@@ -356,3 +356,13 @@ def test_probe_problems_name_the_file_and_the_field(
         "agent.toml: backends[2].url: http://127.0.0.1:9 does not answer: "
         "cannot connect: Connection refused",
     ]
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/v1/", "http://127.0.0.1:9/", None])
+def test_a_backend_left_unbuilt_keeps_the_id_it_would_have(url) -> None:
+    from provider_agent.backend import LlamaCppBackend
+
+    row = unbuilt("llamacpp", url, "environment variable LLAMA_KEY is unset")
+    with LlamaCppBackend(url) as built:
+        assert (row.id, row.url) == (built.id, built.url)
+    assert unbuilt("llamacpp", "ftp://x", "not an http(s) URL").url == "ftp://x"

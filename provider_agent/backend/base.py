@@ -118,9 +118,7 @@ class Backend(Closing):
         headers: Optional[Mapping[str, str]] = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
-        self.url = normalise_url(url or self.default_url)
-        if self.native:
-            self.url = local_base(self.url)
+        self.url = self.base_url(url)
         self._key = checked_key(api_key)
         if self.needs_key and self._key is None:
             raise MissingApiKeyError(self.kind, "an API key is required")
@@ -152,6 +150,19 @@ class Backend(Closing):
         self._running_lock = threading.RLock()
 
     # -- identity -------------------------------------------------------------
+
+    @classmethod
+    def base_url(cls, url: Optional[str] = None) -> str:
+        """The base URL a backend of this kind built with ``url`` uses (a local
+        engine's without ``/v1``); raises ``ValueError`` for a bad one."""
+        base = normalise_url(url or cls.default_url)
+        return local_base(base) if cls.native else base
+
+    @classmethod
+    def id_for(cls, url: Optional[str] = None) -> str:
+        """The ``id`` a backend of this kind built with ``url`` has, also where
+        it cannot be built (its key is missing, say)."""
+        return f"{cls.kind}:{cls.base_url(url)}" if cls.native else cls.kind
 
     @property
     def id(self) -> str:
