@@ -11,7 +11,6 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
 from ..backend import BACKENDS
-from ..backend._checks import local_base
 from .config import (
     BACKEND_KEYS,
     DEFAULT_MAX_CONCURRENT,
@@ -291,9 +290,10 @@ class Checker:
         seen: Dict[Tuple[str, str, str], BackendConfig] = {}
         for entry in entries:
             cls = BACKENDS[entry.kind]
-            url = entry.url or cls.default_url
-            if cls.native:  # the URL the backend keeps: the same server
-                url = local_base(url.rstrip("/"))
+            try:
+                url = cls.base_url(entry.url)  # the URL the backend keeps
+            except ValueError:
+                continue  # reported as the entry's own problem
             keys = [("url", _normalised_url(url))]
             if not cls.native and entry.api_key_env:
                 # Two local servers may share a key; a remote key is one account.
