@@ -146,3 +146,18 @@ def test_scan_runs_on_the_same_poll(silent, healthy):
     assert all(r.models[0].model_id == "tiny" for r in results[20:])
     for backend in backends:
         backend.close()
+
+
+def test_a_listing_that_raises_is_that_backend_s_error(
+    server: ScriptedServer, other: ScriptedServer
+) -> None:
+    class Broken(LlamaCppBackend):
+        def list_models(self):  # a bug in an adapter, not a network failure
+            raise KeyError("n_ctx")
+
+    fakes.llamacpp(other)
+    with Broken(server.url) as broken, LlamaCppBackend(other.url) as fine:
+        listings = list_all_models([broken, fine])
+    error = listings[broken.id]
+    assert isinstance(error, BackendError) and "KeyError" in error.message
+    assert [m.model_id for m in listings[fine.id]] == ["tiny"]  # not lost with it

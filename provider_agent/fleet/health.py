@@ -147,6 +147,9 @@ def _listing(backend: Backend) -> Union[List[BackendModel], BackendError]:
     except BackendError as exc:
         log.info("%s: cannot list models: %s", backend.id, exc.message)
         return exc
+    except Exception as exc:  # noqa: BLE001 - a bug in one listing, not the round's
+        log.exception("%s: the model listing failed", backend.id)
+        return BackendError(backend.id, f"listing failed: {type(exc).__name__}")
 
 
 def list_all_models(
