@@ -14,7 +14,7 @@ from typing import Any, List, Optional, Tuple
 import click
 
 from .. import __version__
-from ._common import CONTEXT_SETTINGS
+from ._common import CONTEXT_SETTINGS, INTERRUPTED
 from .config import config_group
 from .exec import exec_command
 from .health import health_command
@@ -44,7 +44,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
-            ctx.exit(130)
+            ctx.exit(INTERRUPTED)
 
 
 @click.group(cls=_Group, context_settings=CONTEXT_SETTINGS)

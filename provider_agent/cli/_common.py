@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from ..fleet.config import Config
 
 APP_NAME = "provider-agent"
+#: The exit code of a command interrupted by Ctrl-C, as a shell expects.
+INTERRUPTED = 130
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 F = Callable[..., Any]
 

@@ -10,6 +10,7 @@ import click
 from ..console.table import printable
 from ._common import (
     CONTEXT_SETTINGS,
+    INTERRUPTED,
     Failure,
     backend_options,
     library_errors,
@@ -19,9 +20,7 @@ from ._common import (
     terminal,
 )
 
-#: The exit codes of an interrupted job and of one past its deadline (those of
-#: a shell's Ctrl-C and of timeout(1)).
-INTERRUPTED = 130
+#: The exit code of a job past its deadline (that of timeout(1)).
 TIMED_OUT = 124
 
 

@@ -10,6 +10,7 @@ import click
 
 from ._common import (
     CONTEXT_SETTINGS,
+    INTERRUPTED,
     Failure,
     library_errors,
     load,
@@ -128,4 +129,4 @@ def serve_command(
         )
 
     if run(server, gateway, ready=ready) == signal.SIGINT:
-        click.get_current_context().exit(130)
+        click.get_current_context().exit(INTERRUPTED)
