@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,27 +18,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
-import provider_agent
-
-#: The directory ``provider_agent`` was imported from: the child's too.
-PACKAGE_ROOT = str(Path(provider_agent.__file__).resolve().parents[1])
-
-
-def package_env(extra: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
-    """This environment, with the tests' ``provider_agent`` first on the path."""
-    env = dict(os.environ)
-    env.update(extra or {})
-    paths = [PACKAGE_ROOT] + [
-        p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p
-    ]
-    env["PYTHONPATH"] = os.pathsep.join(paths)
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from .processes import free_port, package_env
 
 
 def write_config(

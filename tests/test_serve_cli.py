@@ -19,8 +19,9 @@ import pytest
 
 from . import fakes
 from .cli import run
-from .gateway import ServeProcess, package_env, write_config
+from .gateway import ServeProcess, write_config
 from .polling import eventually
+from .processes import package_env
 from .server import ScriptedServer
 
 #: ``provider-agent`` with ``Fleet.close`` reporting on stdout that it ran.

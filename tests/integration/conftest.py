@@ -16,7 +16,8 @@ import pytest
 
 from provider_agent.backend import LlamaCppBackend, VllmBackend
 
-from .engines import Engine, free_port, script
+from ..processes import free_port
+from .engines import Engine, script
 
 #: llama.cpp splits -c across -np slots: each slot (each request) gets 256 tokens.
 LLAMA_CTX = 512

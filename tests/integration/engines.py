@@ -13,7 +13,6 @@ import importlib.util
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -21,7 +20,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import ModuleType
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,12 +33,6 @@ def script(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Engine:
@@ -186,7 +179,13 @@ def _group_alive(pgid: int) -> bool:
         except ProcessLookupError:
             return False
         return True
-    for entry in proc.iterdir():
+    return any(pgrp == pgid for _, _, pgrp in live_processes())
+
+
+def live_processes() -> Iterator[Tuple[int, int, int]]:
+    """(pid, parent pid, process group) of each live (not zombie) process, from
+    ``/proc``."""
+    for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
@@ -195,6 +194,5 @@ def _group_alive(pgid: int) -> bool:
             continue
         # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses.
         fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+        if len(fields) > 2 and fields[0] != "Z":
+            yield int(entry.name), int(fields[1]), int(fields[2])

@@ -149,3 +149,14 @@ def bodies(raw: bytes) -> List[Tuple[bytes, bytes]]:
         head, body, raw = split_reply(raw)
         replies.append((head, body))
     return replies
+
+
+def event_streams(tap: Tap) -> List[bytes]:
+    """The bodies of the event streams the engine sent through ``tap`` (it also
+    carries the probes and listings of whoever is in front)."""
+    return [
+        body
+        for reply in tap.replies()
+        for head, body in bodies(reply)
+        if b"text/event-stream" in head.lower()
+    ]

@@ -26,7 +26,7 @@ from ..polling import eventually
 from .conftest import llama_engine
 from .engines import Engine
 from .helpers import anthropic_text, events, openai_text, payloads
-from .tap import Tap, bodies
+from .tap import Tap, event_streams
 from .test_llamacpp import busy_slots
 
 if TYPE_CHECKING:  # the SDKs are installed for the integration tests only
@@ -108,17 +108,6 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
         assert not gateway.left_behind
         # waitress says so when it had to give up waiting for a thread.
         assert "still running" not in err and "Traceback" not in err, err
-
-
-def streams_sent(tap: Tap) -> List[bytes]:
-    """The event-stream bodies the engine sent through ``tap`` (the tap also
-    carries the gateway's probes and listings)."""
-    return [
-        body
-        for reply in tap.replies()
-        for head, body in bodies(reply)
-        if b"text/event-stream" in head.lower()
-    ]
 
 
 def settle(gateway: ServeProcess) -> None:
@@ -212,7 +201,7 @@ def test_the_openai_sdk_streams_through_the_gateway(tap: Tap, serve: Serve) -> N
         assert raw.headers["x-provider-agent-backend"] == backend_id(tap.url)
         text, last = read_openai(raw.parse())
     settle(gateway)  # and the tap has the whole reply
-    (sent,) = streams_sent(tap)
+    (sent,) = event_streams(tap)
     assert text == openai_text(sent)
     assert text, "the model said nothing: the comparison would prove nothing"
     usage = payloads(sent)[-1]["usage"]
@@ -226,7 +215,7 @@ def test_the_anthropic_sdk_streams_through_the_gateway(tap: Tap, serve: Serve) -
     with anthropic_client(gateway) as client:
         text, found = read_anthropic(anthropic_stream(client, max_tokens=12))
     settle(gateway)
-    (sent,) = streams_sent(tap)
+    (sent,) = event_streams(tap)
     assert text == anthropic_text(sent)
     assert text, "the model said nothing: the comparison would prove nothing"
     assert found[-1].type == "message_stop"
@@ -263,7 +252,7 @@ def test_the_gateway_relays_the_engine_bytes_verbatim(
     with requests.post(gateway.url + path, json=request, stream=True, timeout=30) as r:
         assert r.status_code == 200, r.text
         relayed = b"".join(r.iter_content(chunk_size=None))
-    (sent,) = streams_sent(tap)
+    (sent,) = event_streams(tap)
     assert relayed == sent
     assert events(relayed)  # well-formed SSE, ending in a blank line
 
@@ -464,7 +453,7 @@ def test_32_clients_at_once_all_complete_and_leave_no_threads(
     # Each client assembled the text of one of the streams the engine sent (8
     # tokens of the random model may all be half characters: text may be "").
     texts = sorted(text for text, _ in [warm, *results])
-    assert texts == sorted(openai_text(body) for body in streams_sent(tap))
+    assert texts == sorted(openai_text(body) for body in event_streams(tap))
     assert sum(1 for text in texts if text) > CLIENTS // 2
     # waitress starts its threads up front; nothing may be left of the jobs'.
     assert eventually(lambda: gateway.threads() <= before[1], 10), (

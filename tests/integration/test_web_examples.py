@@ -20,7 +20,7 @@ from ..polling import eventually
 from .conftest import llama_engine
 from .engines import Engine
 from .helpers import anthropic_text, get_json, openai_text
-from .tap import Tap, bodies
+from .tap import Tap, event_streams
 from .wsgi_servers import (
     SERVERS,
     RawStream,
@@ -92,17 +92,6 @@ def long_request(model: str) -> Dict[str, Any]:
     }
 
 
-def engine_streams(tap: Tap) -> List[bytes]:
-    """The bodies of the event streams the engine sent through ``tap`` (it also
-    carried the fleet's probes and listings)."""
-    return [
-        body
-        for reply in tap.replies()
-        for head, body in bodies(reply)
-        if b"text/event-stream" in head.lower()
-    ]
-
-
 def first_times(
     checks: Dict[str, Callable[[], bool]], since: float, within: float
 ) -> Dict[str, float]:
@@ -139,7 +128,7 @@ def test_the_openai_sdk_reads_what_the_engine_sent(
                     extra_body={"ignore_eos": True},
                 )
                 chunks = list(stream)
-        (sent,) = engine_streams(tap)
+        (sent,) = event_streams(tap)
     finally:
         tap.close()
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -168,7 +157,7 @@ def test_the_anthropic_sdk_reads_what_the_engine_sent(
                         stream=True,
                     )
                 )
-        (sent,) = engine_streams(tap)
+        (sent,) = event_streams(tap)
     finally:
         tap.close()
     text = "".join(

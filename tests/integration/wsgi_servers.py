@@ -21,9 +21,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Set
 
-import provider_agent
-
-from .engines import ROOT, Engine, free_port
+from ..processes import free_port, package_path
+from .engines import ROOT, Engine, live_processes
 
 EXAMPLES = ROOT / "docs" / "examples"
 APPS = {"flask": "flask_app:app", "django": "django_app:application"}
@@ -69,13 +68,9 @@ class WsgiServer(Engine):
         self, framework: str, server: str, config: Path, *options: str
     ) -> None:
         port = free_port()
-        # The package the tests import, first: the working tree's here, the
-        # installed one under tox (where adding site-packages changes nothing).
-        package_root = Path(provider_agent.__file__).resolve().parents[1]
-        path = [str(package_root), os.environ.get("PYTHONPATH", "")]
         env = {
             "PROVIDER_AGENT_CONFIG": str(config),
-            "PYTHONPATH": os.pathsep.join(p for p in path if p),
+            "PYTHONPATH": package_path(),  # the package the tests import, first
             "PYTHONUNBUFFERED": "1",
         }
         super().__init__(
@@ -141,18 +136,7 @@ class RawStream:
 
 def children(pid: int) -> List[int]:
     """The pids of ``pid``'s live child processes."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(entry.name))
-    return sorted(found)
+    return sorted(child for child, parent, _ in live_processes() if parent == pid)
 
 
 def thread_count(pid: int) -> int:
