@@ -632,10 +632,15 @@ def test_bad_bodies_are_refused_before_any_backend(
     encoded = json.dumps(padded).encode()
     reply = post(chat, data=iter([encoded[:3000], encoded[3000:]]))
     assert reply.status_code == 413, reply.text
-    for raw in (b"not json", b"[1, 2]", b'{"model": "tiny", "stream": tru'):
+    bad = {
+        b"not json": "invalid_json",
+        b'{"model": "tiny", "stream": tru': "invalid_json",
+        b"[1, 2]": "invalid_request",  # JSON, but not an object
+    }
+    for raw, code in bad.items():
         reply = post(chat, data=raw, headers={"Content-Type": "application/json"})
         assert reply.status_code == 400, reply.text
-        assert reply.headers["x-provider-agent-error"] == "invalid_json"
+        assert reply.headers["x-provider-agent-error"] == code
     assert "not JSON" in post(chat, data=b"not json").json()["error"]["message"]
     assert posts_through(tap) == 0
     assert not busy_slots(tiny.url)
