@@ -15,6 +15,7 @@ from typing import Any, Dict, Iterator, List, Tuple
 import pytest
 
 from provider_agent.backend import (
+    BackendTimeoutError,
     CallbackSink,
     Job,
     JobCancelledError,
@@ -968,3 +969,91 @@ def test_chunk_extensions_and_trailers_keep_the_connection(server, llama):
             assert b"".join(stream) == b"".join(events)
         assert stream.result is not None and stream.result.output_tokens == 28
     assert server.connections == 1
+
+
+# -- chunks that arrive together --------------------------------------------------
+# One read of the socket often brings many chunks (an engine writes faster than a
+# client reads): each is still handed over on its own, in order, as it was sent.
+
+
+def frames(chunks: List[bytes]) -> bytes:
+    return b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in chunks)
+
+
+# A one-byte chunk, a comment, and a chunk larger than http.client's read buffer.
+TOGETHER = [delta("a"), b":\n\n", delta("b" * 20_000), delta("c"), b"\n", USAGE, DONE]
+
+
+def sent_at_once(server: ScriptedServer, body: bytes, then_close: bool = False) -> None:
+    def send(reply: Reply) -> None:
+        reply.start(200)  # chunked; the route frames the chunks itself
+        reply.raw(body)  # one write: the client reads them together
+        if then_close:
+            reply.close()
+
+    server.route("POST", CHAT, send)
+
+
+def test_chunks_read_together_are_handed_over_one_by_one(server, llama):
+    sent_at_once(server, frames(TOGETHER) + b"0\r\n\r\n")
+    for _ in range(2):
+        with llama.execute(chat_job()) as stream:
+            time.sleep(0.1)  # the whole body is in our socket before the first read
+            assert list(stream) == TOGETHER
+        assert stream.result is not None and stream.result.output_tokens == 28
+        assert stream.bytes_relayed == len(b"".join(TOGETHER))
+    # The last chunk came in the same read as the others: still the same connection.
+    assert server.connections == 1
+
+
+def test_a_size_line_with_an_extension_among_chunks_read_together(server, llama):
+    head = [delta("a"), delta("b")]
+    extended = b"%x;name=value\r\n%s\r\n" % (len(USAGE), USAGE)
+    sent_at_once(server, frames(head) + extended + frames([DONE]) + b"0\r\n\r\n")
+    with llama.execute(chat_job()) as stream:
+        time.sleep(0.1)
+        assert list(stream) == [*head, USAGE, DONE]
+    assert stream.result is not None and stream.result.output_tokens == 28
+
+
+@pytest.mark.parametrize(
+    "bad", [b"zz\r\nnot a chunk\r\n", b'40\r\ndata: {"cho'], ids=["size", "cut"]
+)
+def test_the_whole_chunks_before_a_bad_one_read_together_are_handed_over(
+    server, llama, bad
+):
+    good = [delta("a"), delta("b"), b":\n\n"]
+    sent_at_once(server, frames(good) + bad, then_close=True)
+    received: List[bytes] = []
+    stream = llama.execute(chat_job())
+    time.sleep(0.1)
+    with pytest.raises(StreamError) as info:
+        stream.send_to(received.append)
+    assert received == good
+    assert info.value.bytes_relayed == len(b"".join(good))
+
+
+def test_cancel_drops_the_chunks_read_but_not_yet_handed_over(server, llama):
+    chunks = [delta(str(number)) for number in range(20)]
+    sent_at_once(server, frames(chunks))
+    stream = llama.execute(chat_job())
+    time.sleep(0.1)
+    received: List[bytes] = []
+    with pytest.raises(JobCancelledError):
+        for chunk in stream:
+            received.append(chunk)
+            stream.cancel()
+    assert received == chunks[:1]
+    assert stream.bytes_relayed == len(chunks[0])
+
+
+def test_the_deadline_drops_the_chunks_read_but_not_yet_handed_over(server, llama):
+    chunks = [delta(str(number)) for number in range(20)]
+    sent_at_once(server, frames(chunks))
+    stream = llama.execute(chat_job(deadline_ms=400))
+    received: List[bytes] = []
+    with pytest.raises(BackendTimeoutError):
+        for chunk in stream:
+            received.append(chunk)
+            time.sleep(0.6)  # past the deadline, with 19 chunks read and waiting
+    assert received == chunks[:1]

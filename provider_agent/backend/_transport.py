@@ -12,7 +12,7 @@ import logging
 import socket
 import threading
 from functools import partial
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Type
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type
 
 import requests
 import urllib3
@@ -237,14 +237,17 @@ def _reason(exc: BaseException) -> Optional[BaseException]:
 
 
 class _ChunkReader:
-    """A chunked body, one HTTP chunk per call, as ``iter_content(None)`` reads it.
+    """A chunked body, one list of HTTP chunks per call, as ``iter_content(None)``
+    would yield them one by one.
 
-    The chunks are read here from http.client's buffered socket reader, a size
-    line and one read each, the way urllib3's chunked reader does it but without
-    its per-chunk bookkeeping, which costs more than the rest of the relay on an
-    engine's token event. The last chunk is left to urllib3 (it reads the
-    trailers and returns the connection to the pool); a bad size line fails as
-    it does there.
+    A call waits for at most one read of the socket. It takes every chunk that
+    is already whole in http.client's buffer: one loop over the buffered bytes
+    (a size line, a slice), rather than a read call and a size-line call per
+    chunk, which cost more than the rest of the relay on an engine's token
+    events. When the buffer holds no whole chunk, it reads one chunk the slow
+    way, a size line and one read, which also refills the buffer. The last
+    chunk is left to urllib3 (it reads the trailers and returns the connection
+    to the pool); a bad size line fails as it does there.
     """
 
     def __init__(self, raw: Any) -> None:
@@ -252,19 +255,46 @@ class _ChunkReader:
         self._message = raw._fp  # http.client's response; its fp reads the socket
         self._chunks = raw.read_chunked(None, decode_content=False)
 
-    def __call__(self) -> bytes:
+    def __call__(self) -> List[bytes]:
         fp = self._message.fp
         if fp is None:  # closed
-            return next(self._chunks, b"")
+            return self._last()
+        buffered: bytes = fp.peek()  # what is in, or one read's worth
+        chunks: List[bytes] = []
+        at, end = 0, len(buffered)
+        while True:
+            line_end = buffered.find(b"\r\n", at, at + MAX_CHUNK_LINE + 2)
+            if line_end < 0:
+                break
+            try:
+                size = int(buffered[at:line_end], 16)
+            except ValueError:
+                break  # an extension, or a bad line: the slow way says which
+            start = line_end + 2
+            stop = start + size
+            if size <= 0 or stop + 2 > end:
+                break  # the last chunk, or one not all in yet
+            chunks.append(buffered[start:stop])
+            at = stop + 2  # past the chunk's CRLF
+        if chunks:
+            fp.read(at)  # consumed: served from the buffer, no socket read
+            return chunks
+        return self._one(fp)
+
+    def _one(self, fp: Any) -> List[bytes]:
         line = fp.readline(MAX_CHUNK_LINE + 1)
         size = self._size(line)
         if size == 0:
             self._raw.chunk_left = 0
-            return next(self._chunks, b"")
+            return self._last()
         data: bytes = fp.read(size + 2)  # the chunk and its CRLF
         if len(data) < size + 2:
             raise http.client.IncompleteRead(data[:size], size + 2 - len(data))
-        return data[:-2]
+        return [data[:-2]]
+
+    def _last(self) -> List[bytes]:
+        data = next(self._chunks, b"")
+        return [data] if data else []
 
     def _size(self, line: bytes) -> int:
         if len(line) <= MAX_CHUNK_LINE:
@@ -278,6 +308,11 @@ class _ChunkReader:
         if not line:
             raise urllib3.exceptions.ProtocolError("Response ended prematurely")
         raise urllib3.exceptions.InvalidChunkLength(self._raw, line)
+
+
+def _read1(raw: Any) -> List[bytes]:
+    data: bytes = raw.read1(READ_SIZE)
+    return [data] if data else []
 
 
 def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -422,20 +457,20 @@ class Transport:
         )
 
     @staticmethod
-    def reader(response: requests.Response) -> Callable[[], bytes]:
-        """A function returning the next part of ``response``'s body as soon as
-        it is in (the next HTTP chunk of a chunked body, else what one socket
-        read got), or b"" at its end. Its errors are untranslated: pass it to
-        ``read_chunk``."""
+    def reader(response: requests.Response) -> Callable[[], List[bytes]]:
+        """A function returning the next parts of ``response``'s body as soon as
+        one is in, or [] at its end: of a chunked body the HTTP chunks that one
+        socket read completed (at least one), else what one read got. Its
+        errors are untranslated: pass it to ``read_chunks``."""
         raw = response.raw
         if raw.chunked and raw.supports_chunked_reads():
             return _ChunkReader(raw)
-        return partial(raw.read1, READ_SIZE)
+        return partial(_read1, raw)
 
-    def read_chunk(
-        self, read: Callable[[], bytes], watch: Watch, relayed: int
-    ) -> bytes:
-        """The next part of a body from its ``reader``; b"" at its end."""
+    def read_chunks(
+        self, read: Callable[[], List[bytes]], watch: Watch, relayed: int
+    ) -> List[bytes]:
+        """The next parts of a body from its ``reader``; [] at its end."""
         try:
             data = read()
         except NETWORK_ERRORS as exc:

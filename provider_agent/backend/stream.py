@@ -1,9 +1,10 @@
 """``JobStream``: a job's upstream bytes, relayed as they are read.
 
-Each ``next()`` waits for at most one read of the body and returns whatever it
-got: one HTTP chunk of a chunked body (engines write an event or a few per chunk),
-else whatever the socket had. A caller sees an event as soon as it reaches us,
-comments and keep-alives included, byte for byte.
+Each ``next()`` returns one HTTP chunk of a chunked body (engines write an event
+or a few per chunk), else whatever one read of the socket had. It waits for at most
+one read, and for none when an earlier read already brought the chunk in: one read
+often brings many, and they are handed over one by one, in order. A caller sees an
+event as soon as it reaches us, comments and keep-alives included, byte for byte.
 Usage is parsed from the same bytes afterwards, a batch of reads at a time (the
 stream's outcome is decided only at its end), never before the caller has had them.
 ``iter_text()``, ``text()`` and ``reply()`` read the reply's text instead of its
@@ -72,6 +73,8 @@ class JobStream(Closing, Iterator[bytes]):
         self._watch = watch
         self._transport = transport
         self._read = transport.reader(response)
+        # What the last read brought that is not handed over yet, last first.
+        self._ready: List[bytes] = []
         self._parser = UsageParser(job.format)
         self._unparsed: List[bytes] = []
         self._relayed = 0
@@ -143,6 +146,18 @@ class JobStream(Closing, Iterator[bytes]):
         return self
 
     def __next__(self) -> bytes:
+        ready = self._ready
+        if ready:
+            # The fast path: a chunk the last read already brought in.
+            watch = self._watch
+            if watch.state is None and time.monotonic() < watch.due:
+                chunk = ready.pop()
+                self._relayed += len(chunk)
+                self._unparsed.append(chunk)
+                return chunk
+        return self._read_next()
+
+    def _read_next(self) -> bytes:
         if self._relayed - self._parsed >= PARSE_BATCH:
             self._parse()
         response = self._response
@@ -164,17 +179,20 @@ class JobStream(Closing, Iterator[bytes]):
             idle = self._cancelled or self._response is None
             self._reading = not idle
         if idle:
-            return self.__next__()  # reports it, as for a stream stopped before
+            return self._read_next()  # reports it, as for a stream stopped before
         try:
-            chunk = self._transport.read_chunk(self._read, self._watch, self._relayed)
+            chunks = self._transport.read_chunks(self._read, self._watch, self._relayed)
         except BaseException:
             self._reading = False
             self._release(reuse=False)
             raise
         self._reading = False
-        if chunk:
+        if chunks:
             if self._first_byte_ms is None:
                 self._first_byte_ms = self._watch.elapsed_ms()
+            chunks.reverse()  # popped from the end, first chunk first
+            self._ready = chunks
+            chunk = chunks.pop()
             self._relayed += len(chunk)
             self._unparsed.append(chunk)
             return chunk
@@ -236,6 +254,7 @@ class JobStream(Closing, Iterator[bytes]):
             callbacks, self._on_release = self._on_release, []
         if response is None:
             return
+        self._ready = []  # read, but never handed over
         if self._unparsed:
             self._parse()  # what it read, for partial_result: nobody reads it now
         self._ended_ms = self._watch.elapsed_ms()
