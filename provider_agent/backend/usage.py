@@ -67,7 +67,10 @@ def sse_events(block: bytes) -> Iterator[Tuple[str, str]]:
 def last_event_end(data: bytes, before: bytes = b"") -> int:
     """Where the last complete event in ``data`` ends, or -1; ``before`` is the
     byte fed just before ``data`` (a blank line may straddle the two)."""
-    at = max(data.rfind(blank) for blank in _BLANK_LINES)
+    if b"\r" in data:
+        at = max(data.rfind(blank) for blank in _BLANK_LINES)
+    else:  # LF line ends: one search, not three through the whole of data
+        at = data.rfind(b"\n\n")
     if at >= 0:
         end = at + 2
     elif before + data[:1] in _BLANK_LINES:
