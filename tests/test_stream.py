@@ -951,6 +951,67 @@ def test_a_stopped_stream_keeps_the_usage_of_reads_not_yet_parsed(server, llama)
     )
 
 
+def test_an_in_band_error_in_the_middle_of_a_long_stream_raises(server, llama):
+    error = sse({"error": {"message": "engine overloaded"}})
+    steps = [*LONG_RUN, error, *LONG_RUN, *LONG_RUN, USAGE, DONE]
+    server.stream("POST", CHAT, steps)
+    received: List[bytes] = []
+    with pytest.raises(StreamError, match="engine overloaded"):
+        llama.run(chat_job(), received.append)
+    assert b"".join(received) == only_bytes(steps)
+
+
+@pytest.mark.parametrize("after", [0, 1, 60, 140])  # token events after the usage
+def test_usage_anywhere_in_the_last_batch_is_read(server, llama, after):
+    # However the batches fall, a usage that less than a batch of bytes
+    # follows is read whole at the end.
+    tail = [delta("x")] * after
+    assert len(b"".join(tail)) < PARSE_BATCH
+    finish = delta("", "stop")
+    server.stream("POST", CHAT, [*LONG_RUN, finish, USAGE, *tail, DONE])
+    with llama.execute(chat_job()) as stream:
+        assert len(b"".join(stream)) > 3 * PARSE_BATCH
+    assert stream.result is not None
+    assert (stream.result.input_tokens, stream.result.output_tokens) == (12, 28)
+    assert stream.result.finish_reason == "stop"
+
+
+def test_a_running_usage_shows_while_a_long_stream_runs(server, llama):
+    # vLLM's continuous usage: every chunk carries the counts so far.
+    def counted(n: int) -> bytes:
+        usage = {"prompt_tokens": 12, "completion_tokens": n, "total_tokens": 12 + n}
+        return sse(
+            {"choices": [{"index": 0, "delta": {"content": "t"}}], "usage": usage}
+        )
+
+    hold = threading.Event()
+    events = [counted(n) for n in range(1, 1501)]  # about 190 KB
+    server.stream("POST", CHAT, [*events, hold, counted(1501), DONE])
+    got = 0
+    with llama.execute(chat_job()) as stream:
+        for data in stream:
+            got += len(data)
+            if got == len(b"".join(events)):
+                # What was read lags by a batch or two of the bytes relayed.
+                partial = stream.partial_result
+                assert partial.input_tokens == 12
+                assert partial.output_tokens is not None
+                assert 1500 - 3 * PARSE_BATCH // len(events[0]) < partial.output_tokens
+                hold.set()
+    assert stream.result is not None
+    assert (stream.result.input_tokens, stream.result.output_tokens) == (12, 1501)
+
+
+def test_anthropic_message_start_of_a_long_stream_is_read(server, llama):
+    texts = [text_block("token " * 20)[1]] * 400  # about 100 KB
+    steps = [A_START, A_BLOCK, *texts, A_BLOCK_STOP, a_delta({"output_tokens": 28})]
+    server.stream("POST", MESSAGES, [*steps, A_STOP])
+    with llama.execute(chat_job(WireFormat.ANTHROPIC)) as stream:
+        assert len(b"".join(stream)) > 3 * PARSE_BATCH
+    assert stream.result is not None
+    assert (stream.result.input_tokens, stream.result.output_tokens) == (12, 28)
+
+
 def test_chunk_extensions_and_trailers_keep_the_connection(server, llama):
     # The relay reads chunk by chunk itself and hands the end of the body
     # (the last chunk and the trailers) back to urllib3, which returns the

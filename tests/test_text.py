@@ -203,6 +203,20 @@ def test_events_split_across_reads_at_every_byte_boundary(fmt, steps):
         assert reader.terminated and reader.finish_reason, at
 
 
+@pytest.mark.parametrize(
+    "fmt, steps", [(WireFormat.OPENAI, OPENAI_STREAM), (ANTHROPIC, ANTHROPIC_STREAM)]
+)
+def test_skimming_a_text_reader_still_reads_every_event(fmt, steps):
+    # The usage reader only skims a long stream's middle; the text is everywhere.
+    reader = TextReader(fmt)
+    taken: List[TextDelta] = []
+    for step in steps:
+        reader.skim(step)
+        taken += reader.take()
+    reader.close()
+    assert taken + reader.take() == pieces(TextReader(fmt), steps)
+
+
 def test_a_stream_written_byte_by_byte_reads_as_the_same_text(server, llama):
     body = b"".join(OPENAI_STREAM)
     server.stream("POST", CHAT, [body[i : i + 1] for i in range(len(body))])

@@ -795,6 +795,81 @@ def test_an_oversized_event_at_close_is_not_parsed():
     assert outcome(parser) == (None, None, False, None)
 
 
+# -- skim: the middle of a long stream ----------------------------------------
+# A stream's middle reaches the parser through skim() (JobStream holds each batch
+# until another has followed it): there only an in-band error, and the last
+# complete event of each piece (a running usage), are read.
+
+MIDDLE = delta("token ") * 200  # about 12 KB of events that hold no marker
+ERROR = sse({"error": {"message": "engine overloaded"}})  # "error" once
+
+
+@pytest.mark.parametrize("joint", ["feed|skim", "skim|skim", "skim|feed"])
+@pytest.mark.parametrize("into", range(len(b"error") + 1))
+def test_skim_reads_an_in_band_error_cut_anywhere(joint, into):
+    stream = MIDDLE + ERROR + MIDDLE
+    at = len(MIDDLE) + ERROR.index(b"error") + into  # a cut inside the marker
+    first, second = stream[:at], stream[at:]
+    parser = UsageParser(OPENAI)
+    if joint == "feed|skim":
+        parser.feed(first)
+        parser.skim(second)
+    else:
+        parser.feed(MIDDLE)
+        parser.skim(first)
+        (parser.skim if joint == "skim|skim" else parser.feed)(second)
+    parser.skim(MIDDLE)
+    parser.feed(usage_chunk(12, 28) + DONE)
+    parser.close()
+    assert parser.error is not None and "engine overloaded" in parser.error
+    assert (parser.input_tokens, parser.output_tokens) == (12, 28)
+
+
+@pytest.mark.parametrize("line_end", [b"\n", b"\r\n", b"\r"], ids=["LF", "CRLF", "CR"])
+def test_skim_reads_the_running_usage_of_its_last_complete_event(line_end):
+    def ends(data: bytes) -> bytes:
+        return data.replace(b"\n", line_end)
+
+    # vLLM's continuous usage: a usage on every chunk, the latest counts.
+    running = b"".join(delta("token ") + usage_chunk(9, n) for n in range(1, 30))
+    unfinished = b'data: {"choices": [], "usage": {"prompt_tokens": 9, '
+    parser = UsageParser(OPENAI)
+    parser.feed(ends(MIDDLE))
+    parser.skim(ends(running + unfinished))
+    assert (parser.input_tokens, parser.output_tokens) == (9, 29)
+    assert parser.terminated is False
+    # The unfinished event is kept for what follows.
+    parser.feed(ends(b'"completion_tokens": 30}}\n\n' + DONE))
+    parser.close()
+    assert outcome(parser) == (9, 30, True, None)
+
+
+def test_skim_reads_an_event_longer_than_a_piece_that_ends_its_piece():
+    note = "z" * 40_000
+    big = sse({"choices": [], "note": note, "usage": {"prompt_tokens": 5}})
+    pieces = [big[i : i + 16384] for i in range(0, len(big), 16384)]
+    parser = UsageParser(OPENAI)
+    parser.feed(MIDDLE)
+    for piece in pieces:
+        parser.skim(piece)
+    assert parser.input_tokens == 5
+    parser.skim(MIDDLE)
+    parser.feed(DONE)
+    parser.close()
+    assert outcome(parser) == (5, None, True, None)
+
+
+def test_skim_keeps_anthropic_message_start_read_at_the_head():
+    middle = TEXT * 150
+    parser = UsageParser(ANTHROPIC)
+    parser.feed(message_start(12) + middle)
+    parser.skim(middle)
+    parser.skim(middle)
+    parser.feed(message_delta(output_tokens=28) + STOP)
+    parser.close()
+    assert outcome(parser) == (12, 28, True, None)
+
+
 # -- describe_error ------------------------------------------------------------
 
 

@@ -5,8 +5,10 @@ or a few per chunk), else whatever one read of the socket had. It waits for at m
 one read, and for none when an earlier read already brought the chunk in: one read
 often brings many, and they are handed over one by one, in order. A caller sees an
 event as soon as it reaches us, comments and keep-alives included, byte for byte.
-Usage is parsed from the same bytes afterwards, a batch of reads at a time (the
-stream's outcome is decided only at its end), never before the caller has had them.
+Usage is read from the same bytes afterwards, 16 KB at a time (the stream's
+outcome is decided only at its end), never before the caller has had them: the
+stream's first and last 16 KB whole, the bytes between for an in-band error and
+for the running usage of their last event.
 ``iter_text()``, ``text()`` and ``reply()`` read the reply's text instead of its
 bytes (see ``text.py``).
 """
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 
 #: How many relayed bytes wait for the usage reader: looking at a batch of token
 #: events once costs a fraction of looking at each (most hold nothing it wants).
+#: A stream's last PARSE_BATCH bytes or more are read whole.
 PARSE_BATCH = 16384
 
 
@@ -77,6 +80,8 @@ class JobStream(Closing, Iterator[bytes]):
         self._ready: List[bytes] = []
         self._parser = UsageParser(job.format)
         self._unparsed: List[bytes] = []
+        self._held: Optional[bytes] = None  # a batch waiting to be skimmed
+        self._head_read = False  # whether the first batch went to the reader
         self._relayed = 0
         self._parsed = 0  # of the bytes relayed
         self._first_byte_ms: Optional[int] = None
@@ -97,7 +102,7 @@ class JobStream(Closing, Iterator[bytes]):
         """``result`` after a clean end; otherwise (cancelled, past the deadline,
         failed, or still running) the usage, finish reason and timings read so
         far, with None for what the stream had not said yet (while it runs,
-        usage is read a batch of reads at a time)."""
+        usage is read 16 KB at a time and lags by one or two of those)."""
         return self.result or self._snapshot()
 
     def iter_text(self, include_reasoning: bool = False) -> Iterator[TextDelta]:
@@ -159,7 +164,7 @@ class JobStream(Closing, Iterator[bytes]):
 
     def _read_next(self) -> bytes:
         if self._relayed - self._parsed >= PARSE_BATCH:
-            self._parse()
+            self._parse_batch()
         response = self._response
         if response is None:
             if self._cancelled:
@@ -199,9 +204,29 @@ class JobStream(Closing, Iterator[bytes]):
         self._finish()
         raise StopIteration
 
-    def _parse(self) -> None:
-        self._parser.feed(b"".join(self._unparsed))
+    def _parse_batch(self) -> None:
+        """Hand a batch of relayed bytes to the usage reader. The first batch is
+        read whole; each later one is held until the next batch has followed it,
+        and then only skimmed (see ``UsageParser.skim``): so a stream's last
+        PARSE_BATCH bytes or more are read whole, by ``_parse`` at its end."""
+        batch = b"".join(self._unparsed)
         self._unparsed, self._parsed = [], self._relayed
+        if not self._head_read:
+            self._head_read = True
+            self._parser.feed(batch)  # the first events: Anthropic's message_start
+            return
+        if self._held is not None:
+            self._parser.skim(self._held)  # a batch or more follows it now
+        self._held = batch
+
+    def _parse(self) -> None:
+        """Hand the usage reader every relayed byte it has not had, to read whole."""
+        held, self._held = self._held, None
+        if held is not None:
+            self._parser.feed(held)
+        if self._unparsed:
+            self._parser.feed(b"".join(self._unparsed))
+            self._unparsed, self._parsed = [], self._relayed
 
     def _finish(self) -> None:
         """The upstream closed its side: decide between a result and an error."""
@@ -255,8 +280,7 @@ class JobStream(Closing, Iterator[bytes]):
         if response is None:
             return
         self._ready = []  # read, but never handed over
-        if self._unparsed:
-            self._parse()  # what it read, for partial_result: nobody reads it now
+        self._parse()  # what it read, for partial_result: nobody reads it now
         self._ended_ms = self._watch.elapsed_ms()
         try:
             self._watch.finish()  # stops the deadline timer; forgets the socket

@@ -56,6 +56,9 @@ class TextReader(UsageParser):
         pieces, self.pieces = self.pieces, []
         return pieces
 
+    def skim(self, data: bytes) -> None:
+        self.feed(data)  # every event's text is wanted, wherever it is
+
     def _parse(self, block: bytes) -> None:
         for name, data in sse_events(block):
             self._on_event(name, data)

@@ -46,6 +46,11 @@ MARKERS = {
     ),
     WireFormat.ANTHROPIC: (b"message_", b"error"),
 }
+#: What an event anywhere in a stream may hold that matters even with more of
+#: the stream after it: an in-band error. What the other markers mark (usage,
+#: the finish reason, the terminator) is read from a stream's last events, and
+#: its first (Anthropic's ``message_start``): see ``UsageParser.skim``.
+ANYWHERE = (b"error",)
 #: How far back a marker split across two reads is looked for; longer than any.
 OVERLAP = 32
 
@@ -136,6 +141,29 @@ class UsageParser:
                 return
         if chunk:
             self._feed(chunk)
+
+    def skim(self, data: bytes) -> None:
+        """Take bytes from the middle of the stream, that more of it follows.
+
+        Only what may matter there is read: an in-band error, and the last
+        complete event (a running usage, as vLLM sends with every chunk). The
+        events before it are looked at for ``ANYWHERE`` only: one search through
+        them where ``feed`` makes one for each marker (five for OpenAI). Usage,
+        the finish reason and the terminator are in a stream's first and last
+        events, which are for ``feed``.
+        """
+        pending = self._pending
+        for marker in ANYWHERE:
+            if marker in data or (pending and marker in self._tail + data[:OVERLAP]):
+                self.feed(data)
+                return
+        end = last_event_end(data, pending[-1][-1:] if pending else b"")
+        start = last_event_end(data[: end - 2]) if end >= 2 else -1
+        if start < 0 or self._marked:
+            self.feed(data)  # one event, or a marked one, begun before: all of it
+            return
+        self._drop_pending()  # the unfinished event it held ends before start
+        self.feed(data[start:])
 
     def _feed(self, chunk: bytes) -> None:
         """The other reads: a marker, an event split across reads, CR line ends."""
