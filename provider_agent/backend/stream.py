@@ -163,8 +163,6 @@ class JobStream(Closing, Iterator[bytes]):
         return self._read_next()
 
     def _read_next(self) -> bytes:
-        if self._relayed - self._parsed >= PARSE_BATCH:
-            self._parse_batch()
         response = self._response
         if response is None:
             if self._cancelled:
@@ -186,6 +184,10 @@ class JobStream(Closing, Iterator[bytes]):
         if idle:
             return self._read_next()  # reports it, as for a stream stopped before
         try:
+            if self._relayed - self._parsed >= PARSE_BATCH:
+                # While reading: a cancel() or close() from another thread
+                # then leaves the parser to this thread, as it does the socket.
+                self._parse_batch()
             chunks = self._transport.read_chunks(self._read, self._watch, self._relayed)
         except BaseException:
             self._reading = False
