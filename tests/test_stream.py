@@ -1094,6 +1094,21 @@ def test_the_whole_chunks_before_a_bad_one_read_together_are_handed_over(
     assert info.value.bytes_relayed == len(b"".join(good))
 
 
+def test_a_size_line_is_cut_at_its_first_lf_among_chunks_read_together(server, llama):
+    # The second chunk says 8 bytes and holds 9: its last byte then starts the
+    # next size line, "\n9", which readline() (and urllib3) cut at the LF and
+    # refuse. Read together, the chunks must fail the same way.
+    head = [delta("a"), b"data: x\n"]
+    body = frames(head[:1]) + b"8\r\ndata: x\n\n\r\n9\r\ndata: y\n\n\r\n0\r\n\r\n"
+    sent_at_once(server, body, then_close=True)
+    received: List[bytes] = []
+    stream = llama.execute(chat_job())
+    time.sleep(0.1)
+    with pytest.raises(StreamError):
+        stream.send_to(received.append)
+    assert received == head
+
+
 def test_cancel_drops_the_chunks_read_but_not_yet_handed_over(server, llama):
     chunks = [delta(str(number)) for number in range(20)]
     sent_at_once(server, frames(chunks))

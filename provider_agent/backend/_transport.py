@@ -263,14 +263,15 @@ class _ChunkReader:
         chunks: List[bytes] = []
         at, end = 0, len(buffered)
         while True:
-            line_end = buffered.find(b"\r\n", at, at + MAX_CHUNK_LINE + 2)
+            # A size line as readline() cuts it: to its first LF.
+            line_end = buffered.find(b"\n", at, at + MAX_CHUNK_LINE)
             if line_end < 0:
                 break
             try:
                 size = int(buffered[at:line_end], 16)
             except ValueError:
                 break  # an extension, or a bad line: the slow way says which
-            start = line_end + 2
+            start = line_end + 1
             stop = start + size
             if size <= 0 or stop + 2 > end:
                 break  # the last chunk, or one not all in yet
