@@ -188,6 +188,9 @@ class JobStream(Closing, Iterator[bytes]):
                 # While reading: a cancel() or close() from another thread
                 # then leaves the parser to this thread, as it does the socket.
                 self._parse_batch()
+                stopped = watch.stop_error(self.backend_id)  # during the parse
+                if stopped is not None:
+                    raise stopped
             chunks = self._transport.read_chunks(self._read, self._watch, self._relayed)
         except BaseException:
             self._reading = False
