@@ -844,6 +844,14 @@ def test_skim_reads_the_running_usage_of_its_last_complete_event(line_end):
     assert outcome(parser) == (9, 30, True, None)
 
 
+@pytest.mark.parametrize("after", [b": ping\n\n", b"\n\n", b":\n\n" * 40])
+def test_skim_reads_a_running_usage_followed_by_keep_alives(after):
+    parser = UsageParser(OPENAI)
+    parser.feed(MIDDLE)
+    parser.skim(MIDDLE + usage_chunk(9, 5) + after)
+    assert (parser.input_tokens, parser.output_tokens) == (9, 5)
+
+
 def test_skim_reads_an_event_longer_than_a_piece_that_ends_its_piece():
     note = "z" * 40_000
     big = sse({"choices": [], "note": note, "usage": {"prompt_tokens": 5}})

@@ -51,6 +51,9 @@ MARKERS = {
 #: the finish reason, the terminator) is read from a stream's last events, and
 #: its first (Anthropic's ``message_start``): see ``UsageParser.skim``.
 ANYWHERE = (b"error",)
+#: How much of the end of a skimmed piece is read whole: its last events, for a
+#: running usage, with room for keep-alives and comments after it.
+SKIM_TAIL = 1024
 #: How far back a marker split across two reads is looked for; longer than any.
 OVERLAP = 32
 
@@ -145,12 +148,13 @@ class UsageParser:
     def skim(self, data: bytes) -> None:
         """Take bytes from the middle of the stream, that more of it follows.
 
-        Only what may matter there is read: an in-band error, and the last
-        complete event (a running usage, as vLLM sends with every chunk). The
-        events before it are looked at for ``ANYWHERE`` only: one search through
-        them where ``feed`` makes one for each marker (five for OpenAI). Usage,
-        the finish reason and the terminator are in a stream's first and last
-        events, which are for ``feed``.
+        Only what may matter there is read: an in-band error, and the events
+        that end in its last ``SKIM_TAIL`` bytes (a running usage, as vLLM sends
+        with every chunk). The events before them are looked at for
+        ``ANYWHERE`` only: one search through them where ``feed`` makes one for
+        each marker (five for OpenAI). Usage, the finish reason and the
+        terminator are in a stream's first and last events, which are for
+        ``feed``.
         """
         pending = self._pending
         for marker in ANYWHERE:
@@ -158,9 +162,9 @@ class UsageParser:
                 self.feed(data)
                 return
         end = last_event_end(data, pending[-1][-1:] if pending else b"")
-        start = last_event_end(data[: end - 2]) if end >= 2 else -1
+        start = last_event_end(data[: end - SKIM_TAIL]) if end > SKIM_TAIL else -1
         if start < 0 or self._marked:
-            self.feed(data)  # one event, or a marked one, begun before: all of it
+            self.feed(data)  # a few large events, or a marked one begun before
             return
         self._drop_pending()  # the unfinished event it held ends before start
         self.feed(data[start:])
