@@ -8,7 +8,7 @@ event as soon as it reaches us, comments and keep-alives included, byte for byte
 Usage is read from the same bytes afterwards, 16 KB at a time (the stream's
 outcome is decided only at its end), never before the caller has had them: the
 stream's first and last 16 KB whole, the bytes between for an in-band error and
-for the running usage of their last event.
+for the running usage in the last kilobyte of each 16 KB.
 ``iter_text()``, ``text()`` and ``reply()`` read the reply's text instead of its
 bytes (see ``text.py``).
 """
