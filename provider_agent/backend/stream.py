@@ -81,7 +81,6 @@ class JobStream(Closing, Iterator[bytes]):
         self._parser = UsageParser(job.format)
         self._unparsed: List[bytes] = []
         self._held: Optional[bytes] = None  # a batch waiting to be skimmed
-        self._head_read = False  # whether the first batch went to the reader
         self._relayed = 0
         self._parsed = 0  # of the bytes relayed
         self._first_byte_ms: Optional[int] = None
@@ -202,10 +201,7 @@ class JobStream(Closing, Iterator[bytes]):
                 self._first_byte_ms = self._watch.elapsed_ms()
             chunks.reverse()  # popped from the end, first chunk first
             self._ready = chunks
-            chunk = chunks.pop()
-            self._relayed += len(chunk)
-            self._unparsed.append(chunk)
-            return chunk
+            return self.__next__()
         self._finish()
         raise StopIteration
 
@@ -214,10 +210,10 @@ class JobStream(Closing, Iterator[bytes]):
         read whole; each later one is held until the next batch has followed it,
         and then only skimmed (see ``UsageParser.skim``): so a stream's last
         PARSE_BATCH bytes or more are read whole, by ``_parse`` at its end."""
+        first = self._parsed == 0
         batch = b"".join(self._unparsed)
         self._unparsed, self._parsed = [], self._relayed
-        if not self._head_read:
-            self._head_read = True
+        if first:
             self._parser.feed(batch)  # the first events: Anthropic's message_start
             return
         if self._held is not None:
