@@ -157,10 +157,11 @@ class UsageParser:
         ``feed``.
         """
         pending = self._pending
-        for marker in ANYWHERE:
-            if marker in data or (pending and marker in self._tail + data[:OVERLAP]):
-                self.feed(data)
-                return
+        if self._marked_in(data, ANYWHERE) or (
+            pending and self._marked_in(self._tail + data[:OVERLAP], ANYWHERE)
+        ):
+            self.feed(data)
+            return
         end = last_event_end(data, pending[-1][-1:] if pending else b"")
         start = last_event_end(data[: end - SKIM_TAIL]) if end > SKIM_TAIL else -1
         if start < 0 or self._marked:
@@ -187,8 +188,8 @@ class UsageParser:
         if rest:
             self._keep(rest, marked)
 
-    def _marked_in(self, data: bytes) -> bool:
-        for marker in self._markers:
+    def _marked_in(self, data: bytes, markers: Tuple[bytes, ...] = ()) -> bool:
+        for marker in markers or self._markers:
             if marker in data:
                 return True
         return False
